@@ -1,0 +1,162 @@
+//! Append-only audit events: who changed what, when, field by field.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EntityType {
+    Org,
+    User,
+    ApiKey,
+    Model,
+}
+
+impl EntityType {
+    pub const ALL: [EntityType; 4] = [Self::Org, Self::User, Self::ApiKey, Self::Model];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Org => "org",
+            Self::User => "user",
+            Self::ApiKey => "api_key",
+            Self::Model => "model",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditAction {
+    Create,
+    Update,
+    Delete,
+    Revoke,
+}
+
+impl AuditAction {
+    pub const ALL: [AuditAction; 4] = [Self::Create, Self::Update, Self::Delete, Self::Revoke];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Create => "create",
+            Self::Update => "update",
+            Self::Delete => "delete",
+            Self::Revoke => "revoke",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+}
+
+/// One field's value before and after a change (null when absent).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct FieldChange {
+    pub field: String,
+    pub before: Value,
+    pub after: Value,
+}
+
+/// Who made a change: the key used and, where the key belongs to a user, that user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, Default)]
+pub struct Actor {
+    pub key_id: Option<Uuid>,
+    pub user_id: Option<Uuid>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AuditEvent {
+    pub id: Uuid,
+    pub org_id: Uuid,
+    pub entity_type: EntityType,
+    pub entity_id: Uuid,
+    pub action: AuditAction,
+    pub actor: Actor,
+    pub at: DateTime<Utc>,
+    pub changes: Vec<FieldChange>,
+}
+
+/// Fields that change on every write and so say nothing in a diff.
+const BOOKKEEPING: [&str; 2] = ["version", "updated_at"];
+
+/// The field-level difference between two serialisable snapshots of an
+/// entity. `None` stands for "did not exist" (a create or a delete).
+pub fn diff<T: Serialize>(before: Option<&T>, after: Option<&T>) -> Vec<FieldChange> {
+    let as_map = |v: Option<&T>| match v.map(serde_json::to_value) {
+        Some(Ok(Value::Object(map))) => map,
+        _ => serde_json::Map::new(),
+    };
+    let before = as_map(before);
+    let after = as_map(after);
+    let mut fields: Vec<&String> = before.keys().chain(after.keys()).collect();
+    fields.sort();
+    fields.dedup();
+    fields
+        .into_iter()
+        .filter(|f| !BOOKKEEPING.contains(&f.as_str()))
+        .filter_map(|f| {
+            let b = before.get(f).cloned().unwrap_or(Value::Null);
+            let a = after.get(f).cloned().unwrap_or(Value::Null);
+            (b != a).then(|| FieldChange {
+                field: f.clone(),
+                before: b,
+                after: a,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[derive(Serialize)]
+    struct Thing {
+        name: &'static str,
+        owner: Option<&'static str>,
+        version: i64,
+    }
+
+    #[test]
+    fn diff_lists_changed_fields_only_and_skips_bookkeeping() {
+        let a = Thing {
+            name: "a",
+            owner: None,
+            version: 1,
+        };
+        let b = Thing {
+            name: "a",
+            owner: Some("x"),
+            version: 2,
+        };
+        assert_eq!(
+            diff(Some(&a), Some(&b)),
+            vec![FieldChange {
+                field: "owner".into(),
+                before: json!(null),
+                after: json!("x")
+            }]
+        );
+        let created = diff(None, Some(&a));
+        assert_eq!(
+            created,
+            vec![FieldChange {
+                field: "name".into(),
+                before: json!(null),
+                after: json!("a")
+            }]
+        );
+        let deleted = diff(Some(&b), None);
+        assert_eq!(deleted.len(), 2);
+    }
+}

@@ -1,0 +1,18 @@
+//! Domain types and rules of modelplane.
+//!
+//! This crate knows nothing of HTTP, SQL or the file system: it holds the
+//! entities, their validation, and the state machines that every other layer
+//! relies on. Ids and timestamps are passed in by the service layer.
+
+pub mod audit;
+pub mod error;
+pub mod key;
+pub mod model;
+pub mod org;
+pub mod page;
+pub mod patch;
+pub mod search;
+pub mod time;
+pub mod user;
+
+pub use error::ValidationError;
