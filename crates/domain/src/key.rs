@@ -126,3 +126,15 @@ mod tests {
         }
     }
 }
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KeyCreate {
+    pub name: String,
+    pub scopes: Vec<Scope>,
+    /// Only a superadmin key may create keys in another org.
+    pub org_id: Option<Uuid>,
+    /// Binds the key to a user, whose role caps the scopes.
+    pub user_id: Option<Uuid>,
+    pub expires_at: Option<DateTime<Utc>>,
+}

@@ -82,3 +82,18 @@ mod tests {
         assert_eq!(RiskFramework::default(), RiskFramework::Sr26_2);
     }
 }
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OrgCreate {
+    pub name: String,
+    /// Defaults to `sr26_2`.
+    pub risk_framework: Option<RiskFramework>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OrgUpdate {
+    pub name: Option<String>,
+    pub risk_framework: Option<RiskFramework>,
+}

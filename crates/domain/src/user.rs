@@ -99,3 +99,21 @@ mod tests {
         }
     }
 }
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserCreate {
+    pub email: String,
+    pub name: String,
+    pub role: Role,
+    /// Only a superadmin key may place a user in another org than its own.
+    pub org_id: Option<Uuid>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserUpdate {
+    pub email: Option<String>,
+    pub name: Option<String>,
+    pub role: Option<Role>,
+}

@@ -1,0 +1,58 @@
+use modelplane_domain::model::{InvalidTransition, ModelRuleError};
+use modelplane_domain::ValidationError;
+use modelplane_store::StoreError;
+
+/// What kind of thing was not found or already exists; gives error codes
+/// such as `model_not_found`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Entity {
+    Org,
+    User,
+    ApiKey,
+    Model,
+}
+
+impl Entity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Entity::Org => "org",
+            Entity::User => "user",
+            Entity::ApiKey => "api_key",
+            Entity::Model => "model",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("missing or invalid API key")]
+    Unauthorized,
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{} not found", .0.as_str())]
+    NotFound(Entity),
+    #[error("{message}")]
+    AlreadyExists { entity: Entity, message: String },
+    #[error(transparent)]
+    Validation(#[from] ValidationError),
+    #[error(transparent)]
+    InvalidTransition(#[from] InvalidTransition),
+    #[error("version {expected} is stale; the current version is {current}")]
+    VersionConflict { expected: i64, current: i64 },
+    /// A write refused because of the state of other data.
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Storage(#[from] StoreError),
+}
+
+impl From<ModelRuleError> for ServiceError {
+    fn from(e: ModelRuleError) -> Self {
+        match e {
+            ModelRuleError::Validation(v) => v.into(),
+            ModelRuleError::InvalidTransition(t) => t.into(),
+        }
+    }
+}
+
+pub type Result<T, E = ServiceError> = std::result::Result<T, E>;

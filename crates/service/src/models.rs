@@ -1,0 +1,209 @@
+use futures::Stream;
+use uuid::Uuid;
+
+use modelplane_domain::audit::{diff, AuditAction, AuditEvent, EntityType};
+use modelplane_domain::key::Scope;
+use modelplane_domain::model::{
+    apply_changes, new_model, Model, ModelChanges, ModelCreate, TagsMode,
+};
+use modelplane_domain::page::Page;
+use modelplane_domain::time::now;
+use modelplane_store::{AuditFilter, ModelFilter, Store, StoreError};
+
+use crate::error::{Entity, Result, ServiceError};
+use crate::{new_id, Listed, Principal};
+
+/// How often an update without an expected version is retried when another
+/// writer changes the model between our read and our write.
+const UPDATE_ATTEMPTS: usize = 5;
+
+fn event(
+    p: &Principal,
+    before: Option<&Model>,
+    after: Option<&Model>,
+    action: AuditAction,
+) -> AuditEvent {
+    let (org_id, entity_id) = after
+        .or(before)
+        .map(|m| (m.org_id, m.id))
+        .unwrap_or((p.org_id, p.org_id));
+    AuditEvent {
+        id: new_id(),
+        org_id,
+        entity_type: EntityType::Model,
+        entity_id,
+        action,
+        actor: p.actor(),
+        at: now(),
+        changes: diff(before, after),
+    }
+}
+
+pub async fn list(
+    store: &Store,
+    p: &Principal,
+    filter: &ModelFilter,
+    page: Page,
+) -> Result<Listed<Model>> {
+    p.require(Scope::RegistryRead)?;
+    Ok(store.list_models(p.org_id, filter, page).await?.into())
+}
+
+pub async fn get(store: &Store, p: &Principal, id: Uuid) -> Result<Model> {
+    p.require(Scope::RegistryRead)?;
+    store
+        .get_model(p.org_id, id)
+        .await?
+        .ok_or(ServiceError::NotFound(Entity::Model))
+}
+
+pub async fn create(store: &Store, p: &Principal, input: ModelCreate) -> Result<Model> {
+    p.require(Scope::RegistryWrite)?;
+    let model = new_model(input, new_id(), p.org_id, now())?;
+    let audit = event(p, None, Some(&model), AuditAction::Create);
+    match store.insert_model(&model, &audit).await {
+        Ok(()) => Ok(model),
+        Err(StoreError::Conflict(_)) => Err(ServiceError::AlreadyExists {
+            entity: Entity::Model,
+            message: format!(
+                "a model with model_id {:?} already exists in this org",
+                model.model_id
+            ),
+        }),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Applies an update. With an expected version (from `If-Match` or the
+/// body) a stale base is refused; without one, a lost race is retried on the
+/// fresh row so the change still lands exactly once.
+pub async fn update(
+    store: &Store,
+    p: &Principal,
+    id: Uuid,
+    mut changes: ModelChanges,
+    tags_mode: TagsMode,
+    if_match: Option<i64>,
+) -> Result<Model> {
+    p.require(Scope::RegistryWrite)?;
+    let expected = match (if_match, changes.expected_version.take()) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(modelplane_domain::ValidationError::new(
+                "expected_version",
+                "differs from the If-Match header",
+            )
+            .into())
+        }
+        (a, b) => a.or(b),
+    };
+    for _ in 0..UPDATE_ATTEMPTS {
+        let current = get(store, p, id).await?;
+        if let Some(expected) = expected {
+            if expected != current.version {
+                return Err(ServiceError::VersionConflict {
+                    expected,
+                    current: current.version,
+                });
+            }
+        }
+        let Some(next) = apply_changes(&current, changes.clone(), tags_mode, now())? else {
+            return Ok(current);
+        };
+        let audit = event(p, Some(&current), Some(&next), AuditAction::Update);
+        if store.update_model(&next, current.version, &audit).await? {
+            return Ok(next);
+        }
+        // Someone else wrote between our read and our write.
+        if expected.is_some() {
+            let now_current = get(store, p, id).await?;
+            return Err(ServiceError::VersionConflict {
+                expected: current.version,
+                current: now_current.version,
+            });
+        }
+    }
+    Err(ServiceError::Conflict(
+        "the model is changing too fast; retry".into(),
+    ))
+}
+
+pub async fn delete(store: &Store, p: &Principal, id: Uuid, if_match: Option<i64>) -> Result<()> {
+    p.require(Scope::RegistryWrite)?;
+    for _ in 0..UPDATE_ATTEMPTS {
+        let current = get(store, p, id).await?;
+        if let Some(expected) = if_match {
+            if expected != current.version {
+                return Err(ServiceError::VersionConflict {
+                    expected,
+                    current: current.version,
+                });
+            }
+        }
+        let audit = event(p, Some(&current), None, AuditAction::Delete);
+        if store
+            .delete_model(p.org_id, id, current.version, &audit)
+            .await?
+        {
+            return Ok(());
+        }
+    }
+    Err(ServiceError::Conflict(
+        "the model is changing too fast; retry".into(),
+    ))
+}
+
+/// The change history of a model, newest first; still there after the model
+/// is deleted.
+pub async fn history(
+    store: &Store,
+    p: &Principal,
+    id: Uuid,
+    page: Page,
+) -> Result<Listed<AuditEvent>> {
+    p.require(Scope::RegistryRead)?;
+    let filter = AuditFilter {
+        entity_type: Some(EntityType::Model),
+        entity_id: Some(id),
+        ..AuditFilter::default()
+    };
+    let listed: Listed<AuditEvent> = store
+        .list_audit_events(p.org_id, &filter, page)
+        .await?
+        .into();
+    if listed.total == 0 {
+        return Err(ServiceError::NotFound(Entity::Model));
+    }
+    Ok(listed)
+}
+
+/// The org's audit trail. Registry readers see model events; the rest
+/// (users, keys, the org) needs `admin`.
+pub async fn audit_events(
+    store: &Store,
+    p: &Principal,
+    mut filter: AuditFilter,
+    page: Page,
+) -> Result<Listed<AuditEvent>> {
+    p.require(Scope::RegistryRead)?;
+    if !p.has(Scope::Admin) {
+        match filter.entity_type {
+            None => filter.entity_type = Some(EntityType::Model),
+            Some(EntityType::Model) => {}
+            Some(_) => p.require(Scope::Admin)?,
+        }
+    }
+    Ok(store
+        .list_audit_events(p.org_id, &filter, page)
+        .await?
+        .into())
+}
+
+/// Every model matching `filter`, in batches, for streaming exports.
+pub fn export(
+    store: &Store,
+    p: &Principal,
+    filter: ModelFilter,
+) -> Result<impl Stream<Item = Result<Vec<Model>, StoreError>> + Send + 'static> {
+    p.require(Scope::RegistryRead)?;
+    Ok(store.stream_models(p.org_id, filter))
+}

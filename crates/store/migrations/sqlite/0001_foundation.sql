@@ -1,0 +1,119 @@
+-- Foundation schema: orgs, users, API keys, the governed model inventory and
+-- the append-only audit log. Timestamps are microseconds since the Unix epoch;
+-- ids are UUIDv7 text; booleans are 0/1.
+
+CREATE TABLE orgs (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    risk_framework TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+
+CREATE TABLE users (
+    id TEXT PRIMARY KEY,
+    org_id TEXT NOT NULL REFERENCES orgs(id) ON DELETE CASCADE,
+    email TEXT NOT NULL,
+    name TEXT NOT NULL,
+    role TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    UNIQUE (org_id, email)
+);
+
+CREATE TABLE api_keys (
+    id TEXT PRIMARY KEY,
+    org_id TEXT NOT NULL REFERENCES orgs(id) ON DELETE CASCADE,
+    user_id TEXT REFERENCES users(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    prefix TEXT NOT NULL,
+    token_hash TEXT NOT NULL UNIQUE,
+    scopes TEXT NOT NULL,
+    expires_at BIGINT,
+    last_used_at BIGINT,
+    revoked_at BIGINT,
+    created_at BIGINT NOT NULL
+);
+CREATE INDEX api_keys_org ON api_keys (org_id, created_at);
+CREATE INDEX api_keys_user ON api_keys (user_id);
+
+CREATE TABLE models (
+    id TEXT PRIMARY KEY,
+    org_id TEXT NOT NULL REFERENCES orgs(id) ON DELETE CASCADE,
+    model_id TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    display_name TEXT NOT NULL,
+    risk_tier TEXT NOT NULL,
+    validation_status TEXT NOT NULL,
+    owner TEXT,
+    description TEXT,
+    tags TEXT NOT NULL,
+    intended_use TEXT,
+    limitations TEXT,
+    developer TEXT,
+    validator TEXT,
+    vendor TEXT,
+    last_validated_at BIGINT,
+    next_review_at BIGINT,
+    last_seen_at BIGINT,
+    version BIGINT NOT NULL,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    UNIQUE (org_id, model_id)
+);
+CREATE INDEX models_org_created ON models (org_id, created_at DESC, id DESC);
+CREATE INDEX models_org_tier ON models (org_id, risk_tier, created_at DESC, id DESC);
+CREATE INDEX models_org_status ON models (org_id, validation_status, created_at DESC, id DESC);
+CREATE INDEX models_org_provider ON models (org_id, provider);
+CREATE INDEX models_org_owner ON models (org_id, lower(owner));
+
+CREATE TABLE model_tags (
+    model_pk TEXT NOT NULL REFERENCES models(id) ON DELETE CASCADE,
+    org_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (model_pk, key)
+);
+CREATE INDEX model_tags_lookup ON model_tags (org_id, key, value);
+
+-- Full-text index over the searchable fields, kept in step by triggers.
+CREATE VIRTUAL TABLE models_fts USING fts5(
+    model_id, display_name, description,
+    content='models', content_rowid='rowid'
+);
+CREATE TRIGGER models_fts_insert AFTER INSERT ON models BEGIN
+    INSERT INTO models_fts (rowid, model_id, display_name, description)
+    VALUES (new.rowid, new.model_id, new.display_name, coalesce(new.description, ''));
+END;
+CREATE TRIGGER models_fts_delete AFTER DELETE ON models BEGIN
+    INSERT INTO models_fts (models_fts, rowid, model_id, display_name, description)
+    VALUES ('delete', old.rowid, old.model_id, old.display_name, coalesce(old.description, ''));
+END;
+CREATE TRIGGER models_fts_update AFTER UPDATE OF model_id, display_name, description ON models BEGIN
+    INSERT INTO models_fts (models_fts, rowid, model_id, display_name, description)
+    VALUES ('delete', old.rowid, old.model_id, old.display_name, coalesce(old.description, ''));
+    INSERT INTO models_fts (rowid, model_id, display_name, description)
+    VALUES (new.rowid, new.model_id, new.display_name, coalesce(new.description, ''));
+END;
+
+-- Audit events outlive what they describe: no foreign keys, and no updates
+-- or deletes, ever.
+CREATE TABLE audit_events (
+    id TEXT PRIMARY KEY,
+    org_id TEXT NOT NULL,
+    entity_type TEXT NOT NULL,
+    entity_id TEXT NOT NULL,
+    action TEXT NOT NULL,
+    actor_key_id TEXT,
+    actor_user_id TEXT,
+    at BIGINT NOT NULL,
+    changes TEXT NOT NULL
+);
+CREATE INDEX audit_events_org_at ON audit_events (org_id, at DESC, id DESC);
+CREATE INDEX audit_events_entity ON audit_events (org_id, entity_id, at DESC, id DESC);
+CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events BEGIN
+    SELECT RAISE(ABORT, 'audit events are append-only');
+END;
+CREATE TRIGGER audit_events_no_delete BEFORE DELETE ON audit_events BEGIN
+    SELECT RAISE(ABORT, 'audit events are append-only');
+END;
