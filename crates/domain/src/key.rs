@@ -7,7 +7,8 @@ use crate::time::Timestamp;
 
 /// What a key may do. Scopes imply narrower ones: `superadmin` ⊃ `admin` ⊃
 /// `registry:write` ⊃ `registry:read`; `gateway` stands alone except under
-/// `superadmin` and `admin`.
+/// `superadmin` and `admin`; `metrics:read` (platform-wide figures) only
+/// under `superadmin`.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
 )]
@@ -22,15 +23,19 @@ pub enum Scope {
     RegistryWrite,
     #[serde(rename = "gateway")]
     Gateway,
+    /// Read `/metrics`; for Prometheus scrapers, held by no one else by default.
+    #[serde(rename = "metrics:read")]
+    MetricsRead,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 5] = [
+    pub const ALL: [Scope; 6] = [
         Scope::Superadmin,
         Scope::Admin,
         Scope::RegistryRead,
         Scope::RegistryWrite,
         Scope::Gateway,
+        Scope::MetricsRead,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -40,6 +45,7 @@ impl Scope {
             Scope::RegistryRead => "registry:read",
             Scope::RegistryWrite => "registry:write",
             Scope::Gateway => "gateway",
+            Scope::MetricsRead => "metrics:read",
         }
     }
 
@@ -52,10 +58,11 @@ impl Scope {
         use Scope::*;
         match self {
             Superadmin => true,
-            Admin => needed != Superadmin,
+            Admin => !matches!(needed, Superadmin | MetricsRead),
             RegistryWrite => matches!(needed, RegistryWrite | RegistryRead),
             RegistryRead => needed == RegistryRead,
             Gateway => needed == Gateway,
+            MetricsRead => needed == MetricsRead,
         }
     }
 }
@@ -113,6 +120,10 @@ mod tests {
             (RegistryRead, Gateway, false),
             (Gateway, RegistryRead, false),
             (Gateway, Gateway, true),
+            (Superadmin, MetricsRead, true),
+            (Admin, MetricsRead, false),
+            (MetricsRead, MetricsRead, true),
+            (MetricsRead, RegistryRead, false),
         ];
         for (held, needed, expect) in table {
             assert_eq!(held.implies(needed), expect, "{held:?} ⇒ {needed:?}");

@@ -152,13 +152,6 @@ pub struct Model {
     pub updated_at: DateTime<Utc>,
 }
 
-impl Model {
-    /// Whether the model is supplied by a third party.
-    pub fn third_party(&self) -> bool {
-        self.vendor.is_some()
-    }
-}
-
 pub const MODEL_ID_MAX: usize = 256;
 pub const PROVIDER_MAX: usize = 128;
 pub const SHORT_TEXT_MAX: usize = 256;

@@ -1,0 +1,68 @@
+//! The OpenAPI 3.1 document, assembled from the routes themselves.
+
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::OpenApi as OpenApiDoc;
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::routes;
+use crate::state::AppState;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "modelplane",
+        description = "One self-hosted control plane for every AI model an organization uses: \
+            catalog, governed inventory, local serving and an OpenAI-compatible gateway.",
+        license(name = "Apache-2.0")
+    ),
+    modifiers(&Security),
+    tags(
+        (name = "ops", description = "Health, readiness and metrics"),
+        (name = "orgs", description = "Organizations (tenants)"),
+        (name = "users", description = "Users of an org"),
+        (name = "keys", description = "API keys"),
+        (name = "models", description = "The governed model inventory"),
+        (name = "audit", description = "The append-only audit trail"),
+    )
+)]
+struct ApiDoc;
+
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut OpenApiDoc) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-Api-Key"))),
+        );
+    }
+}
+
+pub fn api_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(routes::health::router())
+        .merge(routes::orgs::router())
+        .merge(routes::users::router())
+        .merge(routes::keys::router())
+        .merge(routes::models::router())
+        .merge(routes::audit::router())
+}
+
+/// The document as served and committed: pretty JSON with a final newline.
+pub fn render(doc: &OpenApiDoc) -> String {
+    let mut json = doc.to_pretty_json().unwrap_or_else(|_| "{}".to_owned());
+    json.push('\n');
+    json
+}
+
+/// The current document, for the CLI and the drift test.
+pub fn document() -> String {
+    let (_, doc) = api_router().split_for_parts();
+    render(&doc)
+}

@@ -1,0 +1,27 @@
+pub mod audit;
+pub mod docs;
+pub mod fallback;
+pub mod health;
+pub mod keys;
+pub mod models;
+pub mod orgs;
+pub mod users;
+
+use serde::Serialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// `{id, name}` pairs for select inputs.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LookupItem {
+    pub id: Uuid,
+    pub name: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LookupList {
+    pub total: i64,
+    pub limit: i64,
+    pub offset: i64,
+    pub items: Vec<LookupItem>,
+}

@@ -1,0 +1,397 @@
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE, ETAG};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::SecondsFormat;
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use modelplane_domain::model::{
+    Model, ModelChanges, ModelCreate, RiskTier, TagsMode, ValidationStatus,
+};
+use modelplane_domain::org::RiskFramework;
+use modelplane_domain::page::Page;
+use modelplane_service::{models, orgs};
+use modelplane_store::ModelFilter;
+
+use super::audit::AuditList;
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::{ApiJson, ApiQuery, Auth, IdPath, IfMatch};
+use crate::state::AppState;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_models, create_model))
+        .routes(routes!(get_model, replace_model, patch_model, delete_model))
+        .routes(routes!(model_history))
+        .routes(routes!(export_models))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ModelQuery {
+    risk_tier: Option<RiskTier>,
+    validation_status: Option<ValidationStatus>,
+    /// Case-insensitive substring of the provider.
+    provider: Option<String>,
+    /// Full text over model_id, display_name and description; every word must prefix-match.
+    search: Option<String>,
+    /// Exact owner, case-insensitively.
+    owner: Option<String>,
+    /// `key:value`; repeat to require several tags.
+    #[serde(default)]
+    tag: Vec<String>,
+    /// Default 50, at most 200.
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ExportFormat {
+    #[default]
+    Csv,
+    Json,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ExportQuery {
+    /// `csv` (default) or `json`.
+    format: Option<ExportFormat>,
+    risk_tier: Option<RiskTier>,
+    validation_status: Option<ValidationStatus>,
+    provider: Option<String>,
+    search: Option<String>,
+    owner: Option<String>,
+    #[serde(default)]
+    tag: Vec<String>,
+}
+
+fn parse_tags(raw: Vec<String>) -> ApiResult<Vec<(String, String)>> {
+    raw.into_iter()
+        .map(|t| match t.split_once(':') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+            _ => Err(ApiError::validation("tag", "must be key:value")),
+        })
+        .collect()
+}
+
+fn non_empty(s: Option<String>) -> Option<String> {
+    s.filter(|s| !s.trim().is_empty())
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ModelList {
+    pub total: i64,
+    pub limit: i64,
+    pub offset: i64,
+    pub models: Vec<Model>,
+}
+
+/// The response of one model, with its version as `ETag` for `If-Match`.
+fn with_etag(model: Model) -> Response {
+    let mut headers = HeaderMap::new();
+    if let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", model.version)) {
+        headers.insert(ETAG, v);
+    }
+    (headers, Json(model)).into_response()
+}
+
+/// Lists the org's models, newest first, with the filtered total.
+#[utoipa::path(get, path = "/api/v1/models", tag = "models", params(ModelQuery),
+    security(("bearer" = []), ("api_key" = [])),
+    responses((status = 200, body = ModelList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn list_models(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    ApiQuery(q): ApiQuery<ModelQuery>,
+) -> ApiResult<Json<ModelList>> {
+    let page = Page::parse(q.limit, q.offset)?;
+    let filter = ModelFilter {
+        risk_tier: q.risk_tier,
+        validation_status: q.validation_status,
+        provider: non_empty(q.provider),
+        search: non_empty(q.search),
+        owner: non_empty(q.owner),
+        tags: parse_tags(q.tag)?,
+    };
+    let listed = models::list(&s.store, &p, &filter, page).await?;
+    Ok(Json(ModelList {
+        total: listed.total,
+        limit: page.limit,
+        offset: page.offset,
+        models: listed.items,
+    }))
+}
+
+/// Registers a model. `model_id`, `provider` and `risk_tier` are required.
+#[utoipa::path(post, path = "/api/v1/models", tag = "models", request_body = ModelCreate,
+    security(("bearer" = []), ("api_key" = [])),
+    responses((status = 201, body = Model), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody, description = "model_already_exists")))]
+async fn create_model(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    ApiJson(body): ApiJson<ModelCreate>,
+) -> ApiResult<(StatusCode, Response)> {
+    Ok((
+        StatusCode::CREATED,
+        with_etag(models::create(&s.store, &p, body).await?),
+    ))
+}
+
+#[utoipa::path(get, path = "/api/v1/models/{id}", tag = "models", params(("id" = uuid::Uuid, Path)),
+    security(("bearer" = []), ("api_key" = [])),
+    responses((status = 200, body = Model), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody, description = "model_not_found")))]
+async fn get_model(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    IdPath(id): IdPath,
+) -> ApiResult<Response> {
+    Ok(with_etag(models::get(&s.store, &p, id).await?))
+}
+
+/// Partial update; `tags` replaces the whole map. Send `If-Match: <version>`
+/// (or `expected_version`) to refuse a stale edit with 409.
+#[utoipa::path(put, path = "/api/v1/models/{id}", tag = "models", params(("id" = uuid::Uuid, Path), ("If-Match" = Option<String>, Header, description = "The version the edit is based on")),
+    request_body = ModelChanges,
+    security(("bearer" = []), ("api_key" = [])),
+    responses((status = 200, body = Model), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "version_conflict"), (status = 422, body = ErrorBody, description = "invalid_status_transition")))]
+async fn replace_model(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    IdPath(id): IdPath,
+    IfMatch(v): IfMatch,
+    ApiJson(body): ApiJson<ModelChanges>,
+) -> ApiResult<Response> {
+    Ok(with_etag(
+        models::update(&s.store, &p, id, body, TagsMode::Replace, v).await?,
+    ))
+}
+
+/// Partial update; `tags` merges, a null value removing that key.
+#[utoipa::path(patch, path = "/api/v1/models/{id}", tag = "models", params(("id" = uuid::Uuid, Path), ("If-Match" = Option<String>, Header, description = "The version the edit is based on")),
+    request_body = ModelChanges,
+    security(("bearer" = []), ("api_key" = [])),
+    responses((status = 200, body = Model), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "version_conflict"), (status = 422, body = ErrorBody, description = "invalid_status_transition")))]
+async fn patch_model(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    IdPath(id): IdPath,
+    IfMatch(v): IfMatch,
+    ApiJson(body): ApiJson<ModelChanges>,
+) -> ApiResult<Response> {
+    Ok(with_etag(
+        models::update(&s.store, &p, id, body, TagsMode::Merge, v).await?,
+    ))
+}
+
+/// Removes a model from the inventory; its history stays.
+#[utoipa::path(delete, path = "/api/v1/models/{id}", tag = "models", params(("id" = uuid::Uuid, Path), ("If-Match" = Option<String>, Header)),
+    security(("bearer" = []), ("api_key" = [])),
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn delete_model(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    IdPath(id): IdPath,
+    IfMatch(v): IfMatch,
+) -> ApiResult<StatusCode> {
+    models::delete(&s.store, &p, id, v).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+/// Every change of a model, newest first, field by field; kept after deletion.
+#[utoipa::path(get, path = "/api/v1/models/{id}/history", tag = "models", params(("id" = uuid::Uuid, Path), PageQuery),
+    security(("bearer" = []), ("api_key" = [])),
+    responses((status = 200, body = AuditList), (status = 404, body = ErrorBody)))]
+async fn model_history(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    IdPath(id): IdPath,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> ApiResult<Json<AuditList>> {
+    let page = Page::parse(q.limit, q.offset)?;
+    let listed = models::history(&s.store, &p, id, page).await?;
+    Ok(Json(AuditList {
+        total: listed.total,
+        limit: page.limit,
+        offset: page.offset,
+        events: listed.items,
+    }))
+}
+
+/// The seed's columns first, then what an examiner needs beyond them.
+const CSV_COLUMNS: [&str; 21] = [
+    "id",
+    "model_id",
+    "provider",
+    "display_name",
+    "risk_tier",
+    "validation_status",
+    "owner",
+    "description",
+    "tags",
+    "last_seen_at",
+    "created_at",
+    "updated_at",
+    "intended_use",
+    "limitations",
+    "developer",
+    "validator",
+    "vendor",
+    "last_validated_at",
+    "next_review_at",
+    "version",
+    "risk_framework",
+];
+
+fn ts(t: &Option<chrono::DateTime<chrono::Utc>>) -> String {
+    t.map(|t| t.to_rfc3339_opts(SecondsFormat::AutoSi, true))
+        .unwrap_or_default()
+}
+
+fn csv_writer() -> csv::Writer<Vec<u8>> {
+    csv::WriterBuilder::new()
+        .terminator(csv::Terminator::CRLF)
+        .from_writer(Vec::new())
+}
+
+fn csv_chunk(models: &[Model], framework: RiskFramework) -> Result<Bytes, csv::Error> {
+    let mut w = csv_writer();
+    for m in models {
+        let tags = serde_json::to_string(&m.tags).unwrap_or_else(|_| "{}".to_owned());
+        w.write_record([
+            m.id.to_string(),
+            m.model_id.clone(),
+            m.provider.clone(),
+            m.display_name.clone(),
+            m.risk_tier.as_str().to_owned(),
+            m.validation_status.as_str().to_owned(),
+            m.owner.clone().unwrap_or_default(),
+            m.description.clone().unwrap_or_default(),
+            tags,
+            ts(&m.last_seen_at),
+            ts(&Some(m.created_at)),
+            ts(&Some(m.updated_at)),
+            m.intended_use.clone().unwrap_or_default(),
+            m.limitations.clone().unwrap_or_default(),
+            m.developer.clone().unwrap_or_default(),
+            m.validator.clone().unwrap_or_default(),
+            m.vendor.clone().unwrap_or_default(),
+            ts(&m.last_validated_at),
+            ts(&m.next_review_at),
+            m.version.to_string(),
+            framework.as_str().to_owned(),
+        ])?;
+    }
+    w.into_inner()
+        .map(Bytes::from)
+        .map_err(|e| e.into_error().into())
+}
+
+fn json_chunk(models: &[Model], first: bool) -> Result<Bytes, serde_json::Error> {
+    let mut out = Vec::with_capacity(models.len() * 512);
+    for (i, m) in models.iter().enumerate() {
+        if !(first && i == 0) {
+            out.push(b',');
+        }
+        serde_json::to_writer(&mut out, m)?;
+    }
+    Ok(Bytes::from(out))
+}
+
+/// The whole inventory (with the same filters as the list) as CSV (RFC 4180)
+/// or JSON, streamed in batches so memory stays flat.
+#[utoipa::path(get, path = "/api/v1/model-inventory-export", tag = "models", params(ExportQuery),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, content_type = "text/csv", body = String, description = "CSV with a header row"),
+        (status = 200, content_type = "application/json", body = ModelList, description = "`{models, total}`"),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn export_models(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    ApiQuery(q): ApiQuery<ExportQuery>,
+) -> ApiResult<Response> {
+    let filter = ModelFilter {
+        risk_tier: q.risk_tier,
+        validation_status: q.validation_status,
+        provider: non_empty(q.provider),
+        search: non_empty(q.search),
+        owner: non_empty(q.owner),
+        tags: parse_tags(q.tag)?,
+    };
+    let format = q.format.unwrap_or_default();
+    let framework = orgs::get(&s.store, &p, p.org_id).await?.risk_framework;
+    let batches = models::export(&s.store, &p, filter)?;
+    let date = chrono::Utc::now().format("%Y-%m-%d");
+    let to_io = |e: String| {
+        tracing::error!(error = %e, "export aborted");
+        std::io::Error::other(e)
+    };
+    let (content_type, extension, body) = match format {
+        ExportFormat::Csv => {
+            let mut header = csv_writer();
+            header.write_record(CSV_COLUMNS).map_err(|e| {
+                ApiError::from(modelplane_service::ServiceError::Conflict(e.to_string()))
+            })?;
+            let header = header.into_inner().map(Bytes::from).unwrap_or_default();
+            let rows = batches.map(move |batch| {
+                batch
+                    .map_err(|e| to_io(e.to_string()))
+                    .and_then(|b| csv_chunk(&b, framework).map_err(|e| to_io(e.to_string())))
+            });
+            let stream = futures::stream::once(async move { Ok(header) }).chain(rows);
+            ("text/csv; charset=utf-8", "csv", Body::from_stream(stream))
+        }
+        ExportFormat::Json => {
+            let count = Arc::new(AtomicI64::new(0));
+            let counted = count.clone();
+            let rows = batches.map(move |batch| {
+                batch.map_err(|e| to_io(e.to_string())).and_then(|b| {
+                    let first = counted.fetch_add(b.len() as i64, Ordering::SeqCst) == 0;
+                    json_chunk(&b, first).map_err(|e| to_io(e.to_string()))
+                })
+            });
+            let open = futures::stream::once(async { Ok(Bytes::from_static(b"{\"models\":[")) });
+            let close = futures::stream::once(async move {
+                Ok::<_, std::io::Error>(Bytes::from(format!(
+                    "],\"total\":{}}}",
+                    count.load(Ordering::SeqCst)
+                )))
+            });
+            (
+                "application/json",
+                "json",
+                Body::from_stream(open.chain(rows).chain(close)),
+            )
+        }
+    };
+    let disposition = format!("attachment; filename=\"model-inventory-{date}.{extension}\"");
+    let mut response = Response::new(body);
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if let Ok(v) = HeaderValue::from_str(&disposition) {
+        response.headers_mut().insert(CONTENT_DISPOSITION, v);
+    }
+    Ok(response)
+}

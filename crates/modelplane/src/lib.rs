@@ -1,0 +1,111 @@
+//! The `modelplane` binary's library half: configuration, logging and the
+//! [`Application`] that binds, migrates, bootstraps and serves. Kept in a
+//! library so integration tests start exactly what `modelplane serve` runs.
+
+pub mod config;
+pub mod telemetry;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use secrecy::ExposeSecret;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use modelplane_api::AppState;
+use modelplane_service::auth;
+use modelplane_store::Store;
+
+pub use config::Config;
+
+/// A bound, migrated server, ready to run.
+pub struct Application {
+    listener: TcpListener,
+    store: Store,
+    shutdown_grace: Duration,
+}
+
+impl Application {
+    /// Connects to the database, applies migrations, bootstraps the first
+    /// superadmin key when configured, and binds the listener (port 0 picks
+    /// a free port).
+    pub async fn build(config: &Config) -> anyhow::Result<Self> {
+        let store = Store::connect(&config.database_url).await?;
+        store.migrate().await?;
+        if let Some(token) = &config.admin_token {
+            if auth::bootstrap(&store, token.expose_secret()).await? {
+                tracing::info!("fresh database: created the default org and a superadmin key from MODELPLANE_ADMIN_TOKEN");
+            }
+        }
+        let listener = TcpListener::bind(config.listen).await?;
+        Ok(Self {
+            listener,
+            store,
+            shutdown_grace: Duration::from_secs(config.shutdown_grace_secs),
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Serves until `shutdown` is cancelled, then stops accepting, lets
+    /// in-flight requests finish (up to the grace period) and closes the pool.
+    pub async fn run_until(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let addr = self.local_addr()?;
+        tracing::info!(address = %addr, backend = self.store.backend().as_str(), "modelplane listening on http://{addr}");
+        let app = modelplane_api::router(AppState::new(self.store.clone()));
+        let stop = shutdown.clone();
+        let server = axum::serve(self.listener, app)
+            .with_graceful_shutdown(async move { stop.cancelled().await });
+        let grace = self.shutdown_grace;
+        tokio::select! {
+            result = server => result?,
+            () = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
+                tracing::warn!("in-flight requests did not finish within {grace:?}; stopping anyway");
+            }
+        }
+        self.store.close().await;
+        tracing::info!("modelplane stopped");
+        Ok(())
+    }
+}
+
+/// Cancels the returned token on SIGINT or SIGTERM.
+pub fn shutdown_on_signals() -> CancellationToken {
+    let token = CancellationToken::new();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        let ctrl_c = async {
+            if let Err(err) = tokio::signal::ctrl_c().await {
+                tracing::error!(error = %err, "cannot listen for SIGINT");
+                std::future::pending::<()>().await;
+            }
+        };
+        #[cfg(unix)]
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(err) => {
+                    tracing::error!(error = %err, "cannot listen for SIGTERM");
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! {
+            () = ctrl_c => {},
+            () = term => {},
+        }
+        tracing::info!("shutdown requested; finishing in-flight requests");
+        cancel.cancel();
+    });
+    token
+}
