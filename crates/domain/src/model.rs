@@ -524,19 +524,19 @@ mod tests {
     fn create_rejects_blank_ids_and_dependent_validators() {
         let err =
             create(serde_json::json!({"model_id": " ", "provider": "x", "risk_tier": "tier_1"}))
-                .unwrap_err();
+                .expect_err("must be refused");
         assert_eq!(err.field, "model_id");
         let err = create(
             serde_json::json!({"model_id": "m", "provider": "x", "risk_tier": "tier_1",
             "owner": "a@x", "validator": "A@X"}),
         )
-        .unwrap_err();
+        .expect_err("must be refused");
         assert_eq!(err.field, "validator");
         let err = create(
             serde_json::json!({"model_id": "m", "provider": "x", "risk_tier": "tier_1",
             "tags": {"a:b": "c"}}),
         )
-        .unwrap_err();
+        .expect_err("must be refused");
         assert_eq!(err.field, "tags.a:b");
     }
 
@@ -578,7 +578,7 @@ mod tests {
             TagsMode::Merge,
             now(),
         )
-        .unwrap_err();
+        .expect_err("must be refused");
         assert_eq!(
             err,
             ModelRuleError::InvalidTransition(InvalidTransition {
@@ -606,7 +606,7 @@ mod tests {
             TagsMode::Merge,
             t,
         )
-        .unwrap_err();
+        .expect_err("must be refused");
         assert!(matches!(err, ModelRuleError::Validation(v) if v.field == "risk_tier"));
     }
 }

@@ -51,8 +51,8 @@ mod tests {
             })
         );
         for bad in [0, -1, 201] {
-            assert_eq!(Page::parse(Some(bad), None).unwrap_err().field, "limit");
+            assert_eq!(Page::parse(Some(bad), None).expect_err("must be refused").field, "limit");
         }
-        assert_eq!(Page::parse(None, Some(-3)).unwrap_err().field, "offset");
+        assert_eq!(Page::parse(None, Some(-3)).expect_err("must be refused").field, "offset");
     }
 }

@@ -67,6 +67,7 @@ fn from_row(row: &AnyRow) -> Result<Model> {
     })
 }
 
+/// Explicit columns: PostgreSQL's `search` tsvector is not for reading.
 const COLUMNS: &str = "id, org_id, model_id, provider, display_name, risk_tier, \
     validation_status, owner, description, tags, intended_use, limitations, developer, \
     validator, vendor, last_validated_at, next_review_at, last_seen_at, version, \
@@ -142,9 +143,14 @@ impl Store {
     }
 
     pub async fn get_model(&self, org_id: Uuid, id: Uuid) -> Result<Option<Model>> {
-        let row = sqlx::query("SELECT * FROM models WHERE id = $1 AND org_id = $2")
+        let mut sql = Sql::new("SELECT ");
+        sql.push(COLUMNS)
+            .push(" FROM models WHERE id = ")
             .bind(id.to_string())
-            .bind(org_id.to_string())
+            .push(" AND org_id = ")
+            .bind(org_id.to_string());
+        let (text, args) = sql.build();
+        let row = sqlx::query_with(&text, args)
             .fetch_optional(&self.pool)
             .await?;
         row.as_ref().map(from_row).transpose()
@@ -327,7 +333,8 @@ impl Store {
         if total <= page.offset {
             return Ok((total, Vec::new()));
         }
-        let mut list = Sql::new("SELECT * FROM models");
+        let mut list = Sql::new("SELECT ");
+        list.push(COLUMNS).push(" FROM models");
         self.push_filter(&mut list, org_id, filter, &providers);
         list.push(" ORDER BY created_at DESC, id DESC LIMIT ")
             .bind(page.limit)

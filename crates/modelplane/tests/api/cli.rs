@@ -1,0 +1,207 @@
+//! The binary as an operator runs it: configuration layers, bootstrap,
+//! `keys create`, `migrate`, and a clean stop on SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use reqwest::StatusCode;
+
+const BIN: &str = env!("CARGO_BIN_EXE_modelplane");
+
+fn command(dir: &std::path::Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.current_dir(dir);
+    // Only what a test sets reaches the binary's MODELPLANE_* layer.
+    for (key, _) in std::env::vars() {
+        if key.starts_with("MODELPLANE_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.env("RUST_LOG", "info");
+    cmd
+}
+
+/// Starts `modelplane serve` on a free port and returns the child and its base URL,
+/// read from the address it logs.
+fn serve(mut cmd: Command) -> (Child, String) {
+    let mut child = cmd
+        .arg("serve")
+        .arg("--listen")
+        .arg("127.0.0.1:0")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn modelplane");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut sent = false;
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if !sent {
+                if let Some(rest) = line.split("listening on http://").nth(1) {
+                    let addr = rest
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .trim_end_matches('"')
+                        .to_owned();
+                    let _ = tx.send(addr);
+                    sent = true;
+                }
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("server logs its address");
+    (child, format!("http://{addr}"))
+}
+
+fn terminate(child: &mut Child) -> std::process::ExitStatus {
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    for _ in 0..100 {
+        if let Ok(Some(status)) = child.try_wait() {
+            return status;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    panic!("server did not stop within 10 s of SIGTERM");
+}
+
+#[tokio::test]
+async fn serve_bootstraps_from_the_admin_token_and_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let token = "mp_cli_bootstrap_token_1234567890";
+    let mut cmd = command(dir.path());
+    cmd.env("MODELPLANE_ADMIN_TOKEN", token);
+    let (mut child, base) = serve(cmd);
+    assert!(
+        dir.path().join("data/modelplane.db").is_file(),
+        "the default SQLite file is created under ./data"
+    );
+    let client = reqwest::Client::new();
+    let resp = client
+        .get(format!("{base}/api/v1/orgs"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let orgs: serde_json::Value = resp.json().await.expect("json");
+    assert_eq!(orgs["orgs"][0]["name"], "default");
+    let resp = client
+        .get(format!("{base}/api/v1/orgs"))
+        .bearer_auth("mp_wrong")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let status = terminate(&mut child);
+    assert!(status.success(), "graceful stop exits 0: {status:?}");
+}
+
+#[tokio::test]
+async fn keys_create_prints_a_working_superadmin_token() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = format!("sqlite://{}/mp.db", dir.path().display());
+    let out = command(dir.path())
+        .args(["keys", "create", "--superadmin", "--database-url", &db])
+        .output()
+        .expect("run keys create");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout)
+        .expect("utf8")
+        .trim()
+        .to_owned();
+    assert!(token.starts_with("mp_") && token.len() == 67, "{token}");
+
+    let mut cmd = command(dir.path());
+    cmd.env("MODELPLANE_DATABASE_URL", &db);
+    let (mut child, base) = serve(cmd);
+    let resp = reqwest::Client::new()
+        .get(format!("{base}/api/v1/orgs"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(resp.status(), StatusCode::OK);
+    terminate(&mut child);
+}
+
+#[test]
+fn migrate_creates_the_database_and_exits() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = command(dir.path())
+        .arg("migrate")
+        .output()
+        .expect("run migrate");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(dir.path().join("data/modelplane.db").is_file());
+    let again = command(dir.path())
+        .arg("migrate")
+        .output()
+        .expect("run migrate twice");
+    assert!(again.status.success(), "migrations are idempotent");
+}
+
+#[test]
+fn unknown_config_keys_are_refused_with_their_name() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(
+        dir.path().join("mp.toml"),
+        "listen = \"127.0.0.1:0\"\ndatabase_urll = \"sqlite://x.db\"\n",
+    )
+    .expect("write config");
+    let out = command(dir.path())
+        .args(["--config", "mp.toml", "migrate"])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("database_urll"), "{err}");
+
+    let out = command(dir.path())
+        .env("MODELPLANE_LISTN", "x")
+        .arg("migrate")
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("listn"));
+
+    let out = command(dir.path())
+        .args(["--config", "missing.toml", "migrate"])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing.toml"));
+}
+
+#[test]
+fn json_logs_on_request() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = command(dir.path())
+        .args(["--log-format", "json", "migrate"])
+        .output()
+        .expect("run");
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("migrations applied"))
+        .expect("log line");
+    let parsed: serde_json::Value = serde_json::from_str(line).expect("a JSON log line");
+    assert_eq!(parsed["message"], "migrations applied");
+}

@@ -1,0 +1,12 @@
+//! HTTP-level integration tests: one binary, one module per area, every
+//! test run against both storage backends.
+
+mod helpers;
+
+mod auth;
+mod bad_input;
+mod cli;
+mod export;
+mod models;
+mod ops;
+mod orgs_users;
