@@ -51,8 +51,18 @@ mod tests {
             })
         );
         for bad in [0, -1, 201] {
-            assert_eq!(Page::parse(Some(bad), None).expect_err("must be refused").field, "limit");
+            assert_eq!(
+                Page::parse(Some(bad), None)
+                    .expect_err("must be refused")
+                    .field,
+                "limit"
+            );
         }
-        assert_eq!(Page::parse(None, Some(-3)).expect_err("must be refused").field, "offset");
+        assert_eq!(
+            Page::parse(None, Some(-3))
+                .expect_err("must be refused")
+                .field,
+            "offset"
+        );
     }
 }

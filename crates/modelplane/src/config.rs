@@ -100,7 +100,10 @@ impl Config {
 }
 
 #[cfg(test)]
-#[expect(clippy::result_large_err, reason = "figment's Jail API returns figment::Error")]
+#[expect(
+    clippy::result_large_err,
+    reason = "figment's Jail API returns figment::Error"
+)]
 mod tests {
     use super::*;
     use figment::Jail;

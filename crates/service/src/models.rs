@@ -8,14 +8,10 @@ use modelplane_domain::model::{
 };
 use modelplane_domain::page::Page;
 use modelplane_domain::time::now;
-use modelplane_store::{AuditFilter, ModelFilter, Store, StoreError};
+use modelplane_store::{AuditFilter, ModelFilter, Modified, Store, StoreError};
 
 use crate::error::{Entity, Result, ServiceError};
 use crate::{new_id, Listed, Principal};
-
-/// How often an update without an expected version is retried when another
-/// writer changes the model between our read and our write.
-const UPDATE_ATTEMPTS: usize = 5;
 
 fn event(
     p: &Principal,
@@ -75,8 +71,9 @@ pub async fn create(store: &Store, p: &Principal, input: ModelCreate) -> Result<
 }
 
 /// Applies an update. With an expected version (from `If-Match` or the
-/// body) a stale base is refused; without one, a lost race is retried on the
-/// fresh row so the change still lands exactly once.
+/// body) a stale base is refused; without one the change applies to whatever
+/// is current. Either way the read, the rules and the write happen under one
+/// lock, so concurrent edits are never lost.
 pub async fn update(
     store: &Store,
     p: &Principal,
@@ -96,60 +93,46 @@ pub async fn update(
         }
         (a, b) => a.or(b),
     };
-    for _ in 0..UPDATE_ATTEMPTS {
-        let current = get(store, p, id).await?;
-        if let Some(expected) = expected {
-            if expected != current.version {
-                return Err(ServiceError::VersionConflict {
-                    expected,
-                    current: current.version,
-                });
-            }
-        }
-        let Some(next) = apply_changes(&current, changes.clone(), tags_mode, now())? else {
-            return Ok(current);
-        };
-        let audit = event(p, Some(&current), Some(&next), AuditAction::Update);
-        if store.update_model(&next, current.version, &audit).await? {
-            return Ok(next);
-        }
-        // Someone else wrote between our read and our write.
-        if expected.is_some() {
-            let now_current = get(store, p, id).await?;
-            return Err(ServiceError::VersionConflict {
-                expected: current.version,
-                current: now_current.version,
-            });
-        }
-    }
-    Err(ServiceError::Conflict(
-        "the model is changing too fast; retry".into(),
-    ))
+    let outcome = store
+        .modify_model(p.org_id, id, |current| {
+            check_version(expected, &current)?;
+            let Some(next) = apply_changes(&current, changes, tags_mode, now())? else {
+                return Ok(None);
+            };
+            let audit = event(p, Some(&current), Some(&next), AuditAction::Update);
+            Ok(Some((next, audit)))
+        })
+        .await?;
+    settle(outcome)
 }
 
 pub async fn delete(store: &Store, p: &Principal, id: Uuid, if_match: Option<i64>) -> Result<()> {
     p.require(Scope::RegistryWrite)?;
-    for _ in 0..UPDATE_ATTEMPTS {
-        let current = get(store, p, id).await?;
-        if let Some(expected) = if_match {
-            if expected != current.version {
-                return Err(ServiceError::VersionConflict {
-                    expected,
-                    current: current.version,
-                });
-            }
-        }
-        let audit = event(p, Some(&current), None, AuditAction::Delete);
-        if store
-            .delete_model(p.org_id, id, current.version, &audit)
-            .await?
-        {
-            return Ok(());
-        }
+    let outcome = store
+        .remove_model(p.org_id, id, |current| {
+            check_version(if_match, current)?;
+            Ok(event(p, Some(current), None, AuditAction::Delete))
+        })
+        .await?;
+    settle(outcome).map(|_| ())
+}
+
+fn check_version(expected: Option<i64>, current: &Model) -> Result<()> {
+    match expected {
+        Some(expected) if expected != current.version => Err(ServiceError::VersionConflict {
+            expected,
+            current: current.version,
+        }),
+        _ => Ok(()),
     }
-    Err(ServiceError::Conflict(
-        "the model is changing too fast; retry".into(),
-    ))
+}
+
+fn settle(outcome: Modified<ServiceError>) -> Result<Model> {
+    match outcome {
+        Modified::NotFound => Err(ServiceError::NotFound(Entity::Model)),
+        Modified::Rejected(e) => Err(e),
+        Modified::Unchanged(m) | Modified::Written(m) => Ok(m),
+    }
 }
 
 /// The change history of a model, newest first; still there after the model

@@ -42,6 +42,48 @@ pub(crate) async fn insert(tx: &mut Transaction<'static, Any>, e: &AuditEvent) -
     Ok(())
 }
 
+/// Inserts many events with multi-row statements.
+pub(crate) async fn insert_many(
+    tx: &mut Transaction<'static, Any>,
+    events: &[AuditEvent],
+) -> Result<()> {
+    for chunk in events.chunks(500) {
+        let mut sql = Sql::new(
+            "INSERT INTO audit_events (id, org_id, entity_type, entity_id, action, actor_key_id, \
+             actor_user_id, at, changes) VALUES ",
+        );
+        for (i, e) in chunk.iter().enumerate() {
+            if i > 0 {
+                sql.push(", ");
+            }
+            let changes = serde_json::to_string(&e.changes)
+                .map_err(|err| StoreError::Corrupt(format!("audit changes: {err}")))?;
+            sql.push("(")
+                .bind(e.id.to_string())
+                .push(", ")
+                .bind(e.org_id.to_string())
+                .push(", ")
+                .bind(e.entity_type.as_str())
+                .push(", ")
+                .bind(e.entity_id.to_string())
+                .push(", ")
+                .bind(e.action.as_str())
+                .push(", ")
+                .bind(e.actor.key_id.map(|id| id.to_string()))
+                .push(", ")
+                .bind(e.actor.user_id.map(|id| id.to_string()))
+                .push(", ")
+                .bind(micros(&e.at))
+                .push(", ")
+                .bind(changes)
+                .push(")");
+        }
+        let (text, args) = sql.build();
+        sqlx::query_with(&text, args).execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
 fn from_row(row: &AnyRow) -> Result<AuditEvent> {
     let changes = rows::text(row, "changes")?;
     Ok(AuditEvent {

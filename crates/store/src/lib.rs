@@ -23,7 +23,7 @@ use sqlx::{Any, AnyPool, Executor, Transaction};
 
 pub use audit::AuditFilter;
 pub use keys::{KeyFilter, KeySort, NewApiKey};
-pub use models::{ModelCursor, ModelFilter};
+pub use models::{ModelCursor, ModelFilter, Modified};
 pub use users::UserFilter;
 
 use modelplane_domain::audit::AuditEvent;
@@ -131,7 +131,9 @@ impl Store {
                     if backend == Backend::Sqlite {
                         conn.execute(
                             "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; \
-                             PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL;",
+                             PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL; \
+                             PRAGMA cache_size = -32768; PRAGMA mmap_size = 268435456; \
+                             PRAGMA temp_store = MEMORY;",
                         )
                         .await?;
                     }
@@ -152,6 +154,16 @@ impl Store {
         match self.backend {
             Backend::Sqlite => SQLITE_MIGRATIONS.run(&self.pool).await?,
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&self.pool).await?,
+        }
+        self.optimize().await
+    }
+
+    /// Refreshes the query planner's statistics where they are stale. SQLite
+    /// only analyses tables that changed a lot, so this is cheap to call at
+    /// start-up and after bulk writes; PostgreSQL's autovacuum does this itself.
+    pub async fn optimize(&self) -> Result<()> {
+        if self.backend == Backend::Sqlite {
+            sqlx::query("PRAGMA optimize").execute(&self.pool).await?;
         }
         Ok(())
     }

@@ -1,7 +1,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use futures::Stream;
+use futures::{Stream, TryStreamExt};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Transaction};
 use uuid::Uuid;
@@ -10,6 +10,7 @@ use modelplane_domain::audit::AuditEvent;
 use modelplane_domain::model::{Model, RiskTier, ValidationStatus};
 use modelplane_domain::page::Page;
 use modelplane_domain::search;
+use modelplane_domain::time::from_micros;
 
 use crate::rows::{self, micros, opt_micros};
 use crate::sql::Sql;
@@ -30,6 +31,18 @@ pub struct ModelFilter {
     pub tags: Vec<(String, String)>,
 }
 
+/// What became of a read-modify-write.
+#[derive(Debug)]
+pub enum Modified<E> {
+    NotFound,
+    /// The decision refused the change; nothing was written.
+    Rejected(E),
+    /// The decision found nothing to change; nothing was written.
+    Unchanged(Model),
+    /// Written (for a delete: the row as it was).
+    Written(Model),
+}
+
 /// Where a keyset scan of the inventory continues: after this (created_at, id).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ModelCursor {
@@ -37,7 +50,10 @@ pub struct ModelCursor {
     pub id: Uuid,
 }
 
-const EXPORT_BATCH: i64 = 1000;
+const EXPORT_BATCH: i64 = 2000;
+/// Rows per multi-row INSERT: 21 columns each stays far below both
+/// backends' bound-parameter limits.
+const BULK_ROWS: usize = 200;
 
 fn from_row(row: &AnyRow) -> Result<Model> {
     let tags: BTreeMap<String, String> = serde_json::from_str(&rows::text(row, "tags")?)
@@ -65,6 +81,84 @@ fn from_row(row: &AnyRow) -> Result<Model> {
         created_at: rows::time(row, "created_at")?,
         updated_at: rows::time(row, "updated_at")?,
     })
+}
+
+/// One batch as a JSON array (in no particular order: the caller sorts);
+/// the field names are the columns'.
+const SQLITE_BATCH_JSON: &str = "SELECT json_group_array(json_object(\
+    'id', id, 'org_id', org_id, 'model_id', model_id, 'provider', provider, \
+    'display_name', display_name, 'risk_tier', risk_tier, 'validation_status', validation_status, \
+    'owner', owner, 'description', description, 'tags', json(tags), 'intended_use', intended_use, \
+    'limitations', limitations, 'developer', developer, 'validator', validator, 'vendor', vendor, \
+    'last_validated_at', last_validated_at, 'next_review_at', next_review_at, \
+    'last_seen_at', last_seen_at, 'version', version, 'created_at', created_at, \
+    'updated_at', updated_at))";
+const POSTGRES_BATCH_JSON: &str = "SELECT json_agg(json_build_object(\
+    'id', id, 'org_id', org_id, 'model_id', model_id, 'provider', provider, \
+    'display_name', display_name, 'risk_tier', risk_tier, 'validation_status', validation_status, \
+    'owner', owner, 'description', description, 'tags', tags::json, 'intended_use', intended_use, \
+    'limitations', limitations, 'developer', developer, 'validator', validator, 'vendor', vendor, \
+    'last_validated_at', last_validated_at, 'next_review_at', next_review_at, \
+    'last_seen_at', last_seen_at, 'version', version, 'created_at', created_at, \
+    'updated_at', updated_at))::text";
+
+/// A model as the batch JSON carries it: stored representations.
+#[derive(serde::Deserialize)]
+struct ModelJson {
+    id: String,
+    org_id: String,
+    model_id: String,
+    provider: String,
+    display_name: String,
+    risk_tier: String,
+    validation_status: String,
+    owner: Option<String>,
+    description: Option<String>,
+    tags: BTreeMap<String, String>,
+    intended_use: Option<String>,
+    limitations: Option<String>,
+    developer: Option<String>,
+    validator: Option<String>,
+    vendor: Option<String>,
+    last_validated_at: Option<i64>,
+    next_review_at: Option<i64>,
+    last_seen_at: Option<i64>,
+    version: i64,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl TryFrom<ModelJson> for Model {
+    type Error = StoreError;
+
+    fn try_from(r: ModelJson) -> Result<Model> {
+        let corrupt = |what: &str, v: &str| StoreError::Corrupt(format!("bad {what} {v:?}"));
+        Ok(Model {
+            id: rows::parse_uuid(&r.id)?,
+            org_id: rows::parse_uuid(&r.org_id)?,
+            risk_tier: RiskTier::parse(&r.risk_tier)
+                .ok_or_else(|| corrupt("risk_tier", &r.risk_tier))?,
+            validation_status: ValidationStatus::parse(&r.validation_status)
+                .ok_or_else(|| corrupt("validation_status", &r.validation_status))?,
+            model_id: r.model_id,
+            provider: r.provider,
+            display_name: r.display_name,
+            owner: r.owner,
+            description: r.description,
+            tags: r.tags,
+            intended_use: r.intended_use,
+            limitations: r.limitations,
+            developer: r.developer,
+            validator: r.validator,
+            vendor: r.vendor,
+            last_validated_at: r.last_validated_at.map(from_micros),
+            next_review_at: r.next_review_at.map(from_micros),
+            last_seen_at: r.last_seen_at.map(from_micros),
+            version: r.version,
+            created_at: from_micros(r.created_at),
+            updated_at: from_micros(r.updated_at),
+        })
+    }
 }
 
 /// Explicit columns: PostgreSQL's `search` tsvector is not for reading.
@@ -96,6 +190,102 @@ async fn write_tags(tx: &mut Transaction<'static, Any>, model: &Model) -> Result
     Ok(())
 }
 
+/// Restricts a newest-first scan to rows strictly after `after`. The first
+/// conjunct is an index range; the second only trims the rows sharing the
+/// cursor's timestamp.
+fn push_after(sql: &mut Sql, after: Option<ModelCursor>) {
+    if let Some(c) = after {
+        sql.push(" AND created_at <= ")
+            .bind(micros(&c.created_at))
+            .push(" AND (created_at < ")
+            .bind(micros(&c.created_at))
+            .push(" OR id < ")
+            .bind(c.id.to_string())
+            .push(")");
+    }
+}
+
+fn push_model_values(sql: &mut Sql, model: &Model) -> Result<()> {
+    sql.push("(")
+        .bind(model.id.to_string())
+        .push(", ")
+        .bind(model.org_id.to_string())
+        .push(", ")
+        .bind(model.model_id.clone())
+        .push(", ")
+        .bind(model.provider.clone())
+        .push(", ")
+        .bind(model.display_name.clone())
+        .push(", ")
+        .bind(model.risk_tier.as_str())
+        .push(", ")
+        .bind(model.validation_status.as_str())
+        .push(", ")
+        .bind(model.owner.clone())
+        .push(", ")
+        .bind(model.description.clone())
+        .push(", ")
+        .bind(tags_json(model)?)
+        .push(", ")
+        .bind(model.intended_use.clone())
+        .push(", ")
+        .bind(model.limitations.clone())
+        .push(", ")
+        .bind(model.developer.clone())
+        .push(", ")
+        .bind(model.validator.clone())
+        .push(", ")
+        .bind(model.vendor.clone())
+        .push(", ")
+        .bind(opt_micros(&model.last_validated_at))
+        .push(", ")
+        .bind(opt_micros(&model.next_review_at))
+        .push(", ")
+        .bind(opt_micros(&model.last_seen_at))
+        .push(", ")
+        .bind(model.version)
+        .push(", ")
+        .bind(micros(&model.created_at))
+        .push(", ")
+        .bind(micros(&model.updated_at))
+        .push(")");
+    Ok(())
+}
+
+async fn insert_row(tx: &mut Transaction<'static, Any>, model: &Model) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO models (id, org_id, model_id, provider, display_name, risk_tier, \
+             validation_status, owner, description, tags, intended_use, limitations, developer, \
+             validator, vendor, last_validated_at, next_review_at, last_seen_at, version, \
+             created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
+             $13, $14, $15, $16, $17, $18, $19, $20, $21)",
+    )
+    .bind(model.id.to_string())
+    .bind(model.org_id.to_string())
+    .bind(model.model_id.clone())
+    .bind(model.provider.clone())
+    .bind(model.display_name.clone())
+    .bind(model.risk_tier.as_str())
+    .bind(model.validation_status.as_str())
+    .bind(model.owner.clone())
+    .bind(model.description.clone())
+    .bind(tags_json(model)?)
+    .bind(model.intended_use.clone())
+    .bind(model.limitations.clone())
+    .bind(model.developer.clone())
+    .bind(model.validator.clone())
+    .bind(model.vendor.clone())
+    .bind(opt_micros(&model.last_validated_at))
+    .bind(opt_micros(&model.next_review_at))
+    .bind(opt_micros(&model.last_seen_at))
+    .bind(model.version)
+    .bind(micros(&model.created_at))
+    .bind(micros(&model.updated_at))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 /// The provider filter, resolved: a substring filter becomes the exact set
 /// of matching providers, which the `(org_id, provider)` index then serves.
 enum Providers {
@@ -106,40 +296,56 @@ enum Providers {
 impl Store {
     pub async fn insert_model(&self, model: &Model, audit: &AuditEvent) -> Result<()> {
         let mut tx = self.begin_write().await?;
-        sqlx::query(
-            "INSERT INTO models (id, org_id, model_id, provider, display_name, risk_tier, \
-             validation_status, owner, description, tags, intended_use, limitations, developer, \
-             validator, vendor, last_validated_at, next_review_at, last_seen_at, version, \
-             created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
-             $13, $14, $15, $16, $17, $18, $19, $20, $21)",
-        )
-        .bind(model.id.to_string())
-        .bind(model.org_id.to_string())
-        .bind(model.model_id.clone())
-        .bind(model.provider.clone())
-        .bind(model.display_name.clone())
-        .bind(model.risk_tier.as_str())
-        .bind(model.validation_status.as_str())
-        .bind(model.owner.clone())
-        .bind(model.description.clone())
-        .bind(tags_json(model)?)
-        .bind(model.intended_use.clone())
-        .bind(model.limitations.clone())
-        .bind(model.developer.clone())
-        .bind(model.validator.clone())
-        .bind(model.vendor.clone())
-        .bind(opt_micros(&model.last_validated_at))
-        .bind(opt_micros(&model.next_review_at))
-        .bind(opt_micros(&model.last_seen_at))
-        .bind(model.version)
-        .bind(micros(&model.created_at))
-        .bind(micros(&model.updated_at))
-        .execute(&mut *tx)
-        .await?;
+        insert_row(&mut tx, model).await?;
         write_tags(&mut tx, model).await?;
         insert_audit(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Inserts many new models in one transaction, each with its audit event
+    /// (imports, benchmarks), using multi-row statements. All or nothing.
+    pub async fn insert_models_bulk(&self, models: &[Model], audits: &[AuditEvent]) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        for chunk in models.chunks(BULK_ROWS) {
+            let mut sql = Sql::new("INSERT INTO models (");
+            sql.push(COLUMNS).push(") VALUES ");
+            for (i, m) in chunk.iter().enumerate() {
+                if i > 0 {
+                    sql.push(", ");
+                }
+                push_model_values(&mut sql, m)?;
+            }
+            let (text, args) = sql.build();
+            sqlx::query_with(&text, args).execute(&mut *tx).await?;
+            let tags: Vec<(&Model, &String, &String)> = chunk
+                .iter()
+                .flat_map(|m| m.tags.iter().map(move |(k, v)| (m, k, v)))
+                .collect();
+            for tag_chunk in tags.chunks(BULK_ROWS * 4) {
+                let mut sql =
+                    Sql::new("INSERT INTO model_tags (model_pk, org_id, key, value) VALUES ");
+                for (i, (m, k, v)) in tag_chunk.iter().enumerate() {
+                    if i > 0 {
+                        sql.push(", ");
+                    }
+                    sql.push("(")
+                        .bind(m.id.to_string())
+                        .push(", ")
+                        .bind(m.org_id.to_string())
+                        .push(", ")
+                        .bind((*k).clone())
+                        .push(", ")
+                        .bind((*v).clone())
+                        .push(")");
+                }
+                let (text, args) = sql.build();
+                sqlx::query_with(&text, args).execute(&mut *tx).await?;
+            }
+        }
+        crate::audit::insert_many(&mut tx, audits).await?;
+        tx.commit().await?;
+        self.optimize().await
     }
 
     pub async fn get_model(&self, org_id: Uuid, id: Uuid) -> Result<Option<Model>> {
@@ -156,74 +362,108 @@ impl Store {
         row.as_ref().map(from_row).transpose()
     }
 
-    /// Writes `model` only if the stored row still has `based_on` as its
-    /// version (compare-and-swap), auditing in the same transaction.
-    /// Returns false when another write got there first.
-    pub async fn update_model(
+    /// Reads a model, locked against other writers, lets `decide` (pure
+    /// domain logic) produce the new version and its audit event, and writes
+    /// both in the same transaction. Concurrent edits are applied one after
+    /// another, never lost and never retried.
+    pub async fn modify_model<E>(
         &self,
-        model: &Model,
-        based_on: i64,
-        audit: &AuditEvent,
-    ) -> Result<bool> {
+        org_id: Uuid,
+        id: Uuid,
+        decide: impl FnOnce(Model) -> std::result::Result<Option<(Model, AuditEvent)>, E>,
+    ) -> Result<Modified<E>> {
         let mut tx = self.begin_write().await?;
-        let done = sqlx::query(
+        let Some(current) = self.locked_model(&mut tx, org_id, id).await? else {
+            return Ok(Modified::NotFound);
+        };
+        let (next, audit) = match decide(current.clone()) {
+            Err(e) => return Ok(Modified::Rejected(e)),
+            Ok(None) => return Ok(Modified::Unchanged(current)),
+            Ok(Some(change)) => change,
+        };
+        sqlx::query(
             "UPDATE models SET display_name = $1, risk_tier = $2, validation_status = $3, \
              owner = $4, description = $5, tags = $6, intended_use = $7, limitations = $8, \
              developer = $9, validator = $10, vendor = $11, last_validated_at = $12, \
              next_review_at = $13, version = $14, updated_at = $15 \
-             WHERE id = $16 AND org_id = $17 AND version = $18",
+             WHERE id = $16 AND org_id = $17",
         )
-        .bind(model.display_name.clone())
-        .bind(model.risk_tier.as_str())
-        .bind(model.validation_status.as_str())
-        .bind(model.owner.clone())
-        .bind(model.description.clone())
-        .bind(tags_json(model)?)
-        .bind(model.intended_use.clone())
-        .bind(model.limitations.clone())
-        .bind(model.developer.clone())
-        .bind(model.validator.clone())
-        .bind(model.vendor.clone())
-        .bind(opt_micros(&model.last_validated_at))
-        .bind(opt_micros(&model.next_review_at))
-        .bind(model.version)
-        .bind(micros(&model.updated_at))
-        .bind(model.id.to_string())
-        .bind(model.org_id.to_string())
-        .bind(based_on)
+        .bind(next.display_name.clone())
+        .bind(next.risk_tier.as_str())
+        .bind(next.validation_status.as_str())
+        .bind(next.owner.clone())
+        .bind(next.description.clone())
+        .bind(tags_json(&next)?)
+        .bind(next.intended_use.clone())
+        .bind(next.limitations.clone())
+        .bind(next.developer.clone())
+        .bind(next.validator.clone())
+        .bind(next.vendor.clone())
+        .bind(opt_micros(&next.last_validated_at))
+        .bind(opt_micros(&next.next_review_at))
+        .bind(next.version)
+        .bind(micros(&next.updated_at))
+        .bind(next.id.to_string())
+        .bind(next.org_id.to_string())
         .execute(&mut *tx)
         .await?;
-        if done.rows_affected() == 0 {
-            return Ok(false);
+        if next.tags != current.tags {
+            write_tags(&mut tx, &next).await?;
         }
-        write_tags(&mut tx, model).await?;
-        insert_audit(&mut tx, audit).await?;
+        insert_audit(&mut tx, &audit).await?;
         tx.commit().await?;
-        Ok(true)
+        Ok(Modified::Written(next))
     }
 
-    /// Deletes a model if it still has version `based_on`; audited in the same
-    /// transaction. Returns false when the row is gone or changed.
-    pub async fn delete_model(
+    /// Deletes a model if `decide` agrees (it sees the locked current row and
+    /// returns the audit event), auditing in the same transaction.
+    pub async fn remove_model<E>(
         &self,
         org_id: Uuid,
         id: Uuid,
-        based_on: i64,
-        audit: &AuditEvent,
-    ) -> Result<bool> {
+        decide: impl FnOnce(&Model) -> std::result::Result<AuditEvent, E>,
+    ) -> Result<Modified<E>> {
         let mut tx = self.begin_write().await?;
-        let done = sqlx::query("DELETE FROM models WHERE id = $1 AND org_id = $2 AND version = $3")
+        let Some(current) = self.locked_model(&mut tx, org_id, id).await? else {
+            return Ok(Modified::NotFound);
+        };
+        let audit = match decide(&current) {
+            Err(e) => return Ok(Modified::Rejected(e)),
+            Ok(audit) => audit,
+        };
+        sqlx::query("DELETE FROM models WHERE id = $1 AND org_id = $2")
             .bind(id.to_string())
             .bind(org_id.to_string())
-            .bind(based_on)
             .execute(&mut *tx)
             .await?;
-        if done.rows_affected() == 0 {
-            return Ok(false);
-        }
-        insert_audit(&mut tx, audit).await?;
+        insert_audit(&mut tx, &audit).await?;
         tx.commit().await?;
-        Ok(true)
+        Ok(Modified::Written(current))
+    }
+
+    /// The current row inside a write transaction, locked until it ends
+    /// (`FOR UPDATE` on PostgreSQL; SQLite's `BEGIN IMMEDIATE` already holds
+    /// the write lock).
+    async fn locked_model(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        org_id: Uuid,
+        id: Uuid,
+    ) -> Result<Option<Model>> {
+        let mut sql = Sql::new("SELECT ");
+        sql.push(COLUMNS)
+            .push(" FROM models WHERE id = ")
+            .bind(id.to_string())
+            .push(" AND org_id = ")
+            .bind(org_id.to_string());
+        if self.backend == Backend::Postgres {
+            sql.push(" FOR UPDATE");
+        }
+        let (text, args) = sql.build();
+        let row = sqlx::query_with(&text, args)
+            .fetch_optional(&mut **tx)
+            .await?;
+        row.as_ref().map(from_row).transpose()
     }
 
     /// The distinct providers of an org, read by walking the
@@ -313,6 +553,42 @@ impl Store {
         empty_providers || empty_search
     }
 
+    /// The filtered total. Filters of tier, status and provider alone are
+    /// answered from the trigger-kept `model_counts`; the others count rows.
+    async fn count_models(
+        &self,
+        org_id: Uuid,
+        filter: &ModelFilter,
+        providers: &Providers,
+    ) -> Result<i64> {
+        let summary_only =
+            filter.search.is_none() && filter.owner.is_none() && filter.tags.is_empty();
+        let count = if summary_only {
+            let mut sql = Sql::new(
+                "SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) FROM model_counts WHERE org_id = ",
+            );
+            sql.bind(org_id.to_string());
+            if let Some(t) = filter.risk_tier {
+                sql.push(" AND risk_tier = ").bind(t.as_str());
+            }
+            if let Some(s) = filter.validation_status {
+                sql.push(" AND validation_status = ").bind(s.as_str());
+            }
+            if let Providers::OneOf(list) = providers {
+                sql.push(" AND provider IN ").bind_list(list.clone());
+            }
+            sql
+        } else {
+            let mut sql = Sql::new("SELECT COUNT(*) FROM models");
+            self.push_filter(&mut sql, org_id, filter, providers);
+            sql
+        };
+        let (text, args) = count.build();
+        Ok(sqlx::query_scalar_with(&text, args)
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
     /// One page of an org's inventory, newest first, and the filtered total.
     pub async fn list_models(
         &self,
@@ -324,12 +600,7 @@ impl Store {
         if Self::matches_nothing(filter, &providers) {
             return Ok((0, Vec::new()));
         }
-        let mut count = Sql::new("SELECT COUNT(*) FROM models");
-        self.push_filter(&mut count, org_id, filter, &providers);
-        let (text, args) = count.build();
-        let total: i64 = sqlx::query_scalar_with(&text, args)
-            .fetch_one(&self.pool)
-            .await?;
+        let total = self.count_models(org_id, filter, &providers).await?;
         if total <= page.offset {
             return Ok((total, Vec::new()));
         }
@@ -346,6 +617,8 @@ impl Store {
     }
 
     /// The next batch of a keyset scan, newest first, strictly after `after`.
+    /// The database renders the whole batch as one JSON array, which is far
+    /// cheaper than decoding thousands of rows column by column.
     pub async fn scan_models(
         &self,
         org_id: Uuid,
@@ -357,57 +630,101 @@ impl Store {
         if Self::matches_nothing(filter, &providers) {
             return Ok(Vec::new());
         }
-        let mut sql = Sql::new("SELECT ");
-        sql.push(COLUMNS).push(" FROM models");
+        let mut sql = Sql::new(match self.backend {
+            Backend::Sqlite => SQLITE_BATCH_JSON,
+            Backend::Postgres => POSTGRES_BATCH_JSON,
+        });
+        sql.push(" FROM (SELECT ")
+            .push(COLUMNS)
+            .push(" FROM models");
         self.push_filter(&mut sql, org_id, filter, &providers);
-        if let Some(c) = after {
-            sql.push(" AND (created_at < ")
-                .bind(micros(&c.created_at))
-                .push(" OR (created_at = ")
-                .bind(micros(&c.created_at))
-                .push(" AND id < ")
-                .bind(c.id.to_string())
-                .push("))");
-        }
+        push_after(&mut sql, after);
         sql.push(" ORDER BY created_at DESC, id DESC LIMIT ")
-            .bind(batch);
+            .bind(batch)
+            .push(") batch");
         let (text, args) = sql.build();
-        let rows = sqlx::query_with(&text, args).fetch_all(&self.pool).await?;
-        rows.iter().map(from_row).collect()
+        let json: Option<String> = sqlx::query_scalar_with(&text, args)
+            .fetch_one(&self.pool)
+            .await?;
+        let rows: Vec<ModelJson> = serde_json::from_str(json.as_deref().unwrap_or("[]"))
+            .map_err(|e| StoreError::Corrupt(format!("model batch: {e}")))?;
+        let mut models = rows
+            .into_iter()
+            .map(Model::try_from)
+            .collect::<Result<Vec<_>>>()?;
+        // Aggregate order is not guaranteed by SQL; restore newest first here.
+        models.sort_unstable_by_key(|m| std::cmp::Reverse((m.created_at, m.id)));
+        Ok(models)
+    }
+
+    /// The key of the row `batch` places after `after`: where the next batch
+    /// starts, or None when the current batch is the last. An index-only read.
+    async fn batch_end(
+        &self,
+        org_id: Uuid,
+        filter: &ModelFilter,
+        after: Option<ModelCursor>,
+        batch: i64,
+    ) -> Result<Option<ModelCursor>> {
+        let providers = self.resolve_providers(org_id, filter).await?;
+        if Self::matches_nothing(filter, &providers) {
+            return Ok(None);
+        }
+        let mut sql = Sql::new("SELECT created_at, id FROM models");
+        self.push_filter(&mut sql, org_id, filter, &providers);
+        push_after(&mut sql, after);
+        sql.push(" ORDER BY created_at DESC, id DESC LIMIT 1 OFFSET ")
+            .bind(batch - 1);
+        let (text, args) = sql.build();
+        let row = sqlx::query_with(&text, args)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            Ok(ModelCursor {
+                created_at: rows::time(&r, "created_at")?,
+                id: rows::uuid(&r, "id")?,
+            })
+        })
+        .transpose()
     }
 
     /// Every model matching `filter`, newest first, read in batches so memory
-    /// stays flat however large the inventory is. The stream owns its state
-    /// and holds no connection between batches.
+    /// stays flat however large the inventory is. Batch boundaries are found
+    /// first (cheap index reads), so two batches are fetched at once on two
+    /// connections. The stream owns its state and holds no connection
+    /// between batches.
     pub fn stream_models(
         &self,
         org_id: Uuid,
         filter: ModelFilter,
     ) -> impl Stream<Item = Result<Vec<Model>>> + Send + 'static {
         let store = self.clone();
-        futures::stream::try_unfold(Some(None), move |state: Option<Option<ModelCursor>>| {
+        let starts = {
             let store = store.clone();
             let filter = filter.clone();
-            async move {
-                let Some(after) = state else { return Ok(None) };
-                let batch = store
-                    .scan_models(org_id, &filter, after, EXPORT_BATCH)
-                    .await?;
-                if batch.is_empty() {
-                    return Ok(None);
+            futures::stream::try_unfold(Some(None), move |state: Option<Option<ModelCursor>>| {
+                let store = store.clone();
+                let filter = filter.clone();
+                async move {
+                    let Some(after) = state else { return Ok(None) };
+                    let end = store
+                        .batch_end(org_id, &filter, after, EXPORT_BATCH)
+                        .await?;
+                    Ok(Some((after, end.map(Some))))
                 }
-                let next = if (batch.len() as i64) < EXPORT_BATCH {
-                    None
-                } else {
-                    batch.last().map(|m| {
-                        Some(ModelCursor {
-                            created_at: m.created_at,
-                            id: m.id,
-                        })
-                    })
-                };
-                Ok(Some((batch, next)))
-            }
-        })
+            })
+        };
+        starts
+            .map_ok(move |after| {
+                let store = store.clone();
+                let filter = filter.clone();
+                async move {
+                    store
+                        .scan_models(org_id, &filter, after, EXPORT_BATCH)
+                        .await
+                }
+            })
+            .try_buffered(2)
+            .try_filter(|batch| futures::future::ready(!batch.is_empty()))
     }
 }

@@ -276,31 +276,36 @@ fn csv_writer() -> csv::Writer<Vec<u8>> {
 
 fn csv_chunk(models: &[Model], framework: RiskFramework) -> Result<Bytes, csv::Error> {
     let mut w = csv_writer();
+    fn text(v: &Option<String>) -> &str {
+        v.as_deref().unwrap_or_default()
+    }
     for m in models {
         let tags = serde_json::to_string(&m.tags).unwrap_or_else(|_| "{}".to_owned());
-        w.write_record([
-            m.id.to_string(),
-            m.model_id.clone(),
-            m.provider.clone(),
-            m.display_name.clone(),
-            m.risk_tier.as_str().to_owned(),
-            m.validation_status.as_str().to_owned(),
-            m.owner.clone().unwrap_or_default(),
-            m.description.clone().unwrap_or_default(),
-            tags,
-            ts(&m.last_seen_at),
-            ts(&Some(m.created_at)),
-            ts(&Some(m.updated_at)),
-            m.intended_use.clone().unwrap_or_default(),
-            m.limitations.clone().unwrap_or_default(),
-            m.developer.clone().unwrap_or_default(),
-            m.validator.clone().unwrap_or_default(),
-            m.vendor.clone().unwrap_or_default(),
-            ts(&m.last_validated_at),
-            ts(&m.next_review_at),
-            m.version.to_string(),
-            framework.as_str().to_owned(),
-        ])?;
+        let (id, version) = (m.id.to_string(), m.version.to_string());
+        let record: [&str; 21] = [
+            &id,
+            &m.model_id,
+            &m.provider,
+            &m.display_name,
+            m.risk_tier.as_str(),
+            m.validation_status.as_str(),
+            text(&m.owner),
+            text(&m.description),
+            &tags,
+            &ts(&m.last_seen_at),
+            &ts(&Some(m.created_at)),
+            &ts(&Some(m.updated_at)),
+            text(&m.intended_use),
+            text(&m.limitations),
+            text(&m.developer),
+            text(&m.validator),
+            text(&m.vendor),
+            &ts(&m.last_validated_at),
+            &ts(&m.next_review_at),
+            &version,
+            framework.as_str(),
+        ];
+        w.write_record(record)?;
     }
     w.into_inner()
         .map(Bytes::from)

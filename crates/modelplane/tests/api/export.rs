@@ -103,7 +103,7 @@ async fn export_applies_the_list_filters_and_json_returns_every_record(app: Test
 }
 
 async fn export_streams_past_one_batch_without_losing_or_repeating_rows(app: TestApp) {
-    let total = 1_050;
+    let total = 2_050;
     let results: Vec<StatusCode> = stream::iter(0..total)
         .map(|i| {
             let app = &app;

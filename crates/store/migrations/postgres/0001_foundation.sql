@@ -66,10 +66,24 @@ CREATE TABLE models (
     UNIQUE (org_id, model_id)
 );
 CREATE INDEX models_org_created ON models (org_id, created_at DESC, id DESC);
+-- Each filter's index also serves the newest-first order, so a page is an
+-- index range read whatever the planner's statistics say.
 CREATE INDEX models_org_tier ON models (org_id, risk_tier, created_at DESC, id DESC);
+CREATE INDEX models_org_tier_status ON models (org_id, risk_tier, validation_status, created_at DESC, id DESC);
 CREATE INDEX models_org_status ON models (org_id, validation_status, created_at DESC, id DESC);
-CREATE INDEX models_org_provider ON models (org_id, provider);
-CREATE INDEX models_org_owner ON models (org_id, lower(owner));
+CREATE INDEX models_org_provider ON models (org_id, provider, created_at DESC, id DESC);
+CREATE INDEX models_org_owner ON models (org_id, lower(owner), created_at DESC, id DESC);
+
+-- Exact model counts per (org, tier, status, provider), kept by triggers, so
+-- the total of a list filtered only by those needs no scan.
+CREATE TABLE model_counts (
+    org_id TEXT NOT NULL,
+    risk_tier TEXT NOT NULL,
+    validation_status TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    n BIGINT NOT NULL,
+    PRIMARY KEY (org_id, risk_tier, validation_status, provider)
+);
 CREATE INDEX models_search ON models USING GIN (search);
 
 CREATE TABLE model_tags (
@@ -104,3 +118,26 @@ END;
 $$ LANGUAGE plpgsql;
 CREATE TRIGGER audit_events_no_change BEFORE UPDATE OR DELETE ON audit_events
     FOR EACH ROW EXECUTE FUNCTION audit_events_append_only();
+
+CREATE FUNCTION model_counts_track() RETURNS trigger AS $$
+BEGIN
+    IF TG_OP IN ('UPDATE', 'DELETE') THEN
+        UPDATE model_counts SET n = n - 1
+        WHERE org_id = OLD.org_id AND risk_tier = OLD.risk_tier
+          AND validation_status = OLD.validation_status AND provider = OLD.provider;
+    END IF;
+    IF TG_OP IN ('UPDATE', 'INSERT') THEN
+        INSERT INTO model_counts (org_id, risk_tier, validation_status, provider, n)
+        VALUES (NEW.org_id, NEW.risk_tier, NEW.validation_status, NEW.provider, 1)
+        ON CONFLICT (org_id, risk_tier, validation_status, provider) DO UPDATE SET n = model_counts.n + 1;
+    END IF;
+    RETURN NULL;
+END;
+$$ LANGUAGE plpgsql;
+CREATE TRIGGER model_counts_insert_delete AFTER INSERT OR DELETE ON models
+    FOR EACH ROW EXECUTE FUNCTION model_counts_track();
+CREATE TRIGGER model_counts_update AFTER UPDATE OF risk_tier, validation_status, provider ON models
+    FOR EACH ROW WHEN (OLD.risk_tier IS DISTINCT FROM NEW.risk_tier
+        OR OLD.validation_status IS DISTINCT FROM NEW.validation_status
+        OR OLD.provider IS DISTINCT FROM NEW.provider)
+    EXECUTE FUNCTION model_counts_track();

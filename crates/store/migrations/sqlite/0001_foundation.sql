@@ -62,10 +62,24 @@ CREATE TABLE models (
     UNIQUE (org_id, model_id)
 );
 CREATE INDEX models_org_created ON models (org_id, created_at DESC, id DESC);
+-- Each filter's index also serves the newest-first order, so a page is an
+-- index range read whatever the planner's statistics say.
 CREATE INDEX models_org_tier ON models (org_id, risk_tier, created_at DESC, id DESC);
+CREATE INDEX models_org_tier_status ON models (org_id, risk_tier, validation_status, created_at DESC, id DESC);
 CREATE INDEX models_org_status ON models (org_id, validation_status, created_at DESC, id DESC);
-CREATE INDEX models_org_provider ON models (org_id, provider);
-CREATE INDEX models_org_owner ON models (org_id, lower(owner));
+CREATE INDEX models_org_provider ON models (org_id, provider, created_at DESC, id DESC);
+CREATE INDEX models_org_owner ON models (org_id, lower(owner), created_at DESC, id DESC);
+
+-- Exact model counts per (org, tier, status, provider), kept by triggers, so
+-- the total of a list filtered only by those needs no scan.
+CREATE TABLE model_counts (
+    org_id TEXT NOT NULL,
+    risk_tier TEXT NOT NULL,
+    validation_status TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    n BIGINT NOT NULL,
+    PRIMARY KEY (org_id, risk_tier, validation_status, provider)
+);
 
 CREATE TABLE model_tags (
     model_pk TEXT NOT NULL REFERENCES models(id) ON DELETE CASCADE,
@@ -116,4 +130,23 @@ CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events BEGIN
 END;
 CREATE TRIGGER audit_events_no_delete BEFORE DELETE ON audit_events BEGIN
     SELECT RAISE(ABORT, 'audit events are append-only');
+END;
+
+CREATE TRIGGER model_counts_insert AFTER INSERT ON models BEGIN
+    INSERT INTO model_counts (org_id, risk_tier, validation_status, provider, n)
+    VALUES (new.org_id, new.risk_tier, new.validation_status, new.provider, 1)
+    ON CONFLICT (org_id, risk_tier, validation_status, provider) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER model_counts_delete AFTER DELETE ON models BEGIN
+    UPDATE model_counts SET n = n - 1
+    WHERE org_id = old.org_id AND risk_tier = old.risk_tier
+      AND validation_status = old.validation_status AND provider = old.provider;
+END;
+CREATE TRIGGER model_counts_update AFTER UPDATE OF risk_tier, validation_status, provider ON models BEGIN
+    UPDATE model_counts SET n = n - 1
+    WHERE org_id = old.org_id AND risk_tier = old.risk_tier
+      AND validation_status = old.validation_status AND provider = old.provider;
+    INSERT INTO model_counts (org_id, risk_tier, validation_status, provider, n)
+    VALUES (new.org_id, new.risk_tier, new.validation_status, new.provider, 1)
+    ON CONFLICT (org_id, risk_tier, validation_status, provider) DO UPDATE SET n = n + 1;
 END;

@@ -1,0 +1,447 @@
+//! Inventory benchmark: fills a SQLite inventory with N models, then measures
+//! list / filter / full-text search latency (p50, p95) and export throughput,
+//! each through the HTTP API and, as the baseline, straight through the store
+//! in the same run. Not part of the test suite:
+//!
+//!     cargo run --release -p modelplane-bench -- --models 1000000
+
+#![expect(clippy::print_stdout, reason = "a benchmark reports on stdout")]
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Parser;
+use futures::StreamExt;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use secrecy::SecretString;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use modelplane::config::{Config, LogFormat};
+use modelplane::Application;
+use modelplane_domain::audit::{diff, Actor, AuditAction, AuditEvent, EntityType};
+use modelplane_domain::model::{Model, RiskTier, ValidationStatus};
+use modelplane_domain::page::Page;
+use modelplane_domain::time::{from_micros, now, to_micros};
+use modelplane_store::{ModelFilter, Store};
+
+const TOKEN: &str = "mp_bench_superadmin_token_000000000000";
+const BATCH: usize = 10_000;
+
+#[derive(Parser)]
+struct Args {
+    /// How many models to put in the inventory.
+    #[arg(long, default_value_t = 1_000_000)]
+    models: usize,
+    /// Queries per scenario.
+    #[arg(long, default_value_t = 400)]
+    queries: usize,
+    /// Reuse (or keep) the database at this path instead of a temporary one.
+    #[arg(long)]
+    db: Option<PathBuf>,
+}
+
+const PROVIDERS: [&str; 16] = [
+    "openai",
+    "anthropic",
+    "google",
+    "mistral",
+    "cohere",
+    "xai",
+    "meta",
+    "deepseek",
+    "qwen",
+    "azure-openai",
+    "bedrock",
+    "vertex",
+    "groq",
+    "together",
+    "self-hosted",
+    "huggingface",
+];
+const FAMILIES: [&str; 12] = [
+    "gpt", "claude", "gemini", "mistral", "command", "grok", "llama", "deepseek", "qwen", "phi",
+    "gemma", "mixtral",
+];
+
+/// A vocabulary with a long tail: word i appears with weight ~ 1/(i+1).
+fn vocabulary() -> Vec<String> {
+    let stems = [
+        "customer",
+        "service",
+        "fraud",
+        "credit",
+        "risk",
+        "claims",
+        "support",
+        "summarise",
+        "classify",
+        "extract",
+        "translate",
+        "search",
+        "agent",
+        "document",
+        "email",
+        "policy",
+        "compliance",
+        "pricing",
+        "forecast",
+        "review",
+        "legal",
+        "medical",
+        "code",
+        "chat",
+    ];
+    let mut words: Vec<String> = stems.iter().map(|s| s.to_string()).collect();
+    for i in 0..2_000 {
+        words.push(format!("{}{}", stems[i % stems.len()], i));
+    }
+    words
+}
+
+fn pick_word<'a>(rng: &mut StdRng, vocab: &'a [String]) -> &'a str {
+    // Zipf-ish: square a uniform draw to favour the head.
+    let u: f64 = rng.gen();
+    let i = ((u * u) * vocab.len() as f64) as usize;
+    &vocab[i.min(vocab.len() - 1)]
+}
+
+fn make_model(
+    i: usize,
+    org_id: Uuid,
+    base_micros: i64,
+    rng: &mut StdRng,
+    vocab: &[String],
+) -> Model {
+    let provider = PROVIDERS[rng.gen_range(0..PROVIDERS.len())];
+    let family = FAMILIES[rng.gen_range(0..FAMILIES.len())];
+    let words: Vec<&str> = (0..rng.gen_range(6..14))
+        .map(|_| pick_word(rng, vocab))
+        .collect();
+    let mut tags = std::collections::BTreeMap::new();
+    tags.insert(
+        "business_unit".to_owned(),
+        format!("bu{}", rng.gen_range(0..20)),
+    );
+    if rng.gen_bool(0.5) {
+        tags.insert(
+            "environment".to_owned(),
+            ["prod", "staging", "dev"][rng.gen_range(0..3)].to_owned(),
+        );
+    }
+    let t = from_micros(base_micros + i as i64);
+    Model {
+        id: Uuid::now_v7(),
+        org_id,
+        model_id: format!("{family}-{i:07}"),
+        provider: provider.to_owned(),
+        display_name: format!("{} {}", family.to_uppercase(), i),
+        risk_tier: RiskTier::ALL[rng.gen_range(0..4)],
+        validation_status: ValidationStatus::ALL[rng.gen_range(0..6)],
+        owner: Some(format!("team{}@example.com", rng.gen_range(0..200))),
+        description: Some(words.join(" ")),
+        tags,
+        intended_use: None,
+        limitations: None,
+        developer: None,
+        validator: None,
+        vendor: Some(provider.to_owned()),
+        last_validated_at: None,
+        next_review_at: None,
+        last_seen_at: None,
+        version: 1,
+        created_at: t,
+        updated_at: t,
+    }
+}
+
+async fn fill(store: &Store, org_id: Uuid, n: usize) -> anyhow::Result<()> {
+    let vocab = vocabulary();
+    let mut rng = StdRng::seed_from_u64(42);
+    let base = to_micros(&now()) - n as i64;
+    let start = Instant::now();
+    let mut done = 0;
+    while done < n {
+        let size = BATCH.min(n - done);
+        let models: Vec<Model> = (done..done + size)
+            .map(|i| make_model(i, org_id, base, &mut rng, &vocab))
+            .collect();
+        let audits: Vec<AuditEvent> = models
+            .iter()
+            .map(|m| AuditEvent {
+                id: Uuid::now_v7(),
+                org_id,
+                entity_type: EntityType::Model,
+                entity_id: m.id,
+                action: AuditAction::Create,
+                actor: Actor::default(),
+                at: m.created_at,
+                changes: diff(None, Some(m)),
+            })
+            .collect();
+        store.insert_models_bulk(&models, &audits).await?;
+        done += size;
+        if done % 100_000 == 0 || done == n {
+            println!(
+                "  filled {done} models ({:.0} rows/s)",
+                done as f64 / start.elapsed().as_secs_f64()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Draws one query: its HTTP query string and the same filter for the store.
+type MakeQuery = fn(&mut StdRng, &[String], &[String]) -> (String, ModelFilter);
+
+struct Scenario {
+    name: &'static str,
+    make: MakeQuery,
+}
+
+fn scenarios() -> Vec<Scenario> {
+    vec![
+        Scenario {
+            name: "page, no filter",
+            make: |_, _, _| (String::new(), ModelFilter::default()),
+        },
+        Scenario {
+            name: "risk_tier + validation_status",
+            make: |rng, _, _| {
+                let t = RiskTier::ALL[rng.gen_range(0..4)];
+                let s = ValidationStatus::ALL[rng.gen_range(0..6)];
+                (
+                    format!("risk_tier={}&validation_status={}", t.as_str(), s.as_str()),
+                    ModelFilter {
+                        risk_tier: Some(t),
+                        validation_status: Some(s),
+                        ..Default::default()
+                    },
+                )
+            },
+        },
+        Scenario {
+            name: "provider (partial, case-insensitive)",
+            make: |rng, _, _| {
+                let p = PROVIDERS[rng.gen_range(0..PROVIDERS.len())];
+                let needle = p[..3.min(p.len())].to_uppercase();
+                (
+                    format!("provider={needle}"),
+                    ModelFilter {
+                        provider: Some(needle),
+                        ..Default::default()
+                    },
+                )
+            },
+        },
+        Scenario {
+            name: "full-text search, one word",
+            make: |rng, vocab, _| {
+                let w = vocab[rng.gen_range(24..vocab.len())].clone();
+                (
+                    format!("search={w}"),
+                    ModelFilter {
+                        search: Some(w),
+                        ..Default::default()
+                    },
+                )
+            },
+        },
+        Scenario {
+            name: "full-text search + risk_tier + tag",
+            make: |rng, vocab, _| {
+                let w = vocab[rng.gen_range(24..vocab.len())].clone();
+                let t = RiskTier::ALL[rng.gen_range(0..4)];
+                let bu = format!("bu{}", rng.gen_range(0..20));
+                (
+                    format!("search={w}&risk_tier={}&tag=business_unit:{bu}", t.as_str()),
+                    ModelFilter {
+                        search: Some(w),
+                        risk_tier: Some(t),
+                        tags: vec![("business_unit".into(), bu)],
+                        ..Default::default()
+                    },
+                )
+            },
+        },
+        Scenario {
+            name: "owner + page 3",
+            make: |rng, _, owners| {
+                let o = owners[rng.gen_range(0..owners.len())].clone();
+                (
+                    format!("owner={o}&offset=100"),
+                    ModelFilter {
+                        owner: Some(o),
+                        ..Default::default()
+                    },
+                )
+            },
+        },
+    ]
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_secs_f64() * 1000.0
+}
+
+fn summary(mut samples: Vec<Duration>) -> (f64, f64) {
+    samples.sort();
+    (percentile(&samples, 0.50), percentile(&samples, 0.95))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let tmp = tempfile::tempdir()?;
+    let path = args
+        .db
+        .clone()
+        .unwrap_or_else(|| tmp.path().join("bench.db"));
+    let url = format!("sqlite://{}", path.display());
+    let config = Config {
+        listen: "127.0.0.1:0".parse()?,
+        database_url: url.clone(),
+        admin_token: Some(SecretString::from(TOKEN)),
+        log_format: LogFormat::Human,
+        log_level: "warn".to_owned(),
+        shutdown_grace_secs: 5,
+    };
+    let app = Application::build(&config)
+        .await
+        .context("starting modelplane")?;
+    let store = app.store().clone();
+    let base = format!("http://{}", app.local_addr()?);
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn(app.run_until(shutdown.clone()));
+    let client = reqwest::Client::new();
+    let orgs: serde_json::Value = client
+        .get(format!("{base}/api/v1/orgs"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await?
+        .json()
+        .await?;
+    let org_id: Uuid = orgs["orgs"][0]["id"].as_str().context("org id")?.parse()?;
+
+    let existing = store
+        .list_models(
+            org_id,
+            &ModelFilter::default(),
+            Page {
+                limit: 1,
+                offset: 0,
+            },
+        )
+        .await?
+        .0 as usize;
+    println!(
+        "modelplane inventory benchmark — SQLite at {}",
+        path.display()
+    );
+    if existing < args.models {
+        println!("filling {} models…", args.models - existing);
+        fill(&store, org_id, args.models - existing).await?;
+    }
+    let total = store
+        .list_models(
+            org_id,
+            &ModelFilter::default(),
+            Page {
+                limit: 1,
+                offset: 0,
+            },
+        )
+        .await?
+        .0;
+    println!("inventory: {total} models\n");
+
+    let vocab = vocabulary();
+    let owners: Vec<String> = (0..200).map(|i| format!("team{i}@example.com")).collect();
+    let principal = modelplane_service::Principal {
+        key_id: Uuid::nil(),
+        org_id,
+        user_id: None,
+        scopes: vec![modelplane_domain::key::Scope::RegistryRead],
+    };
+    println!(
+        "{:<40} {:>12} {:>12} {:>12} {:>12}",
+        "list scenario (limit 50)", "store p50", "store p95", "HTTP p50", "HTTP p95"
+    );
+    for scenario in scenarios() {
+        let mut rng = StdRng::seed_from_u64(7);
+        let queries: Vec<(String, ModelFilter)> = (0..args.queries)
+            .map(|_| (scenario.make)(&mut rng, &vocab, &owners))
+            .collect();
+        let mut direct = Vec::with_capacity(queries.len());
+        for (q, filter) in &queries {
+            let offset = if q.contains("offset=100") { 100 } else { 0 };
+            let t = Instant::now();
+            modelplane_service::models::list(
+                &store,
+                &principal,
+                filter,
+                Page { limit: 50, offset },
+            )
+            .await?;
+            direct.push(t.elapsed());
+        }
+        let mut http = Vec::with_capacity(queries.len());
+        for (q, _) in &queries {
+            let t = Instant::now();
+            let resp = client
+                .get(format!("{base}/api/v1/models?{q}"))
+                .bearer_auth(TOKEN)
+                .send()
+                .await?;
+            anyhow::ensure!(resp.status().is_success(), "{q}: {}", resp.status());
+            resp.bytes().await?;
+            http.push(t.elapsed());
+        }
+        let (d50, d95) = summary(direct);
+        let (h50, h95) = summary(http);
+        println!(
+            "{:<40} {:>9.2} ms {:>9.2} ms {:>9.2} ms {:>9.2} ms",
+            scenario.name, d50, d95, h50, h95
+        );
+    }
+
+    println!();
+    let t = Instant::now();
+    let mut rows = 0usize;
+    let mut stream = Box::pin(store.stream_models(org_id, ModelFilter::default()));
+    while let Some(batch) = stream.next().await {
+        rows += batch?.len();
+    }
+    let direct_secs = t.elapsed().as_secs_f64();
+    println!(
+        "export, store stream (baseline): {rows} rows in {direct_secs:.2} s = {:.0} rows/s",
+        rows as f64 / direct_secs
+    );
+    let t = Instant::now();
+    let resp = client
+        .get(format!("{base}/api/v1/model-inventory-export?format=csv"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await?;
+    let mut body = resp.bytes_stream();
+    let mut lines = 0usize;
+    let mut bytes = 0usize;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk?;
+        bytes += chunk.len();
+        lines += chunk.iter().filter(|b| **b == b'\n').count();
+    }
+    let http_secs = t.elapsed().as_secs_f64();
+    println!(
+        "export, HTTP CSV:                {} rows in {http_secs:.2} s = {:.0} rows/s ({:.1} MB)",
+        lines.saturating_sub(1),
+        lines.saturating_sub(1) as f64 / http_secs,
+        bytes as f64 / 1e6
+    );
+    shutdown.cancel();
+    let _ = server.await;
+    Ok(())
+}
