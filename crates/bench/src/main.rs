@@ -41,6 +41,12 @@ struct Args {
     /// Reuse (or keep) the database at this path instead of a temporary one.
     #[arg(long)]
     db: Option<PathBuf>,
+    /// Run only the list scenarios whose name contains this.
+    #[arg(long)]
+    only: Option<String>,
+    /// Skip the export measurement.
+    #[arg(long)]
+    skip_export: bool,
 }
 
 const PROVIDERS: [&str; 16] = [
@@ -371,6 +377,13 @@ async fn main() -> anyhow::Result<()> {
         "list scenario (limit 50)", "store p50", "store p95", "HTTP p50", "HTTP p95"
     );
     for scenario in scenarios() {
+        if args
+            .only
+            .as_deref()
+            .is_some_and(|o| !scenario.name.contains(o))
+        {
+            continue;
+        }
         let mut rng = StdRng::seed_from_u64(7);
         let queries: Vec<(String, ModelFilter)> = (0..args.queries)
             .map(|_| (scenario.make)(&mut rng, &vocab, &owners))
@@ -409,6 +422,11 @@ async fn main() -> anyhow::Result<()> {
     }
 
     println!();
+    if args.skip_export {
+        shutdown.cancel();
+        let _ = server.await;
+        return Ok(());
+    }
     let t = Instant::now();
     let mut rows = 0usize;
     let mut stream = Box::pin(store.stream_models(org_id, ModelFilter::default()));

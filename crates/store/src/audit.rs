@@ -135,22 +135,11 @@ impl Store {
         filter: &AuditFilter,
         page: Page,
     ) -> Result<(i64, Vec<AuditEvent>)> {
-        let mut count = Sql::new("SELECT COUNT(*) AS n FROM audit_events");
+        let mut count = Sql::new("SELECT COUNT(*) FROM audit_events");
         push_filter(&mut count, org_id, filter);
-        let (text, args) = count.build();
-        let total: i64 = sqlx::query_scalar_with(&text, args)
-            .fetch_one(&self.pool)
-            .await?;
-
         let mut list = Sql::new("SELECT * FROM audit_events");
         push_filter(&mut list, org_id, filter);
-        list.push(" ORDER BY at DESC, id DESC LIMIT ")
-            .bind(page.limit)
-            .push(" OFFSET ")
-            .bind(page.offset);
-        let (text, args) = list.build();
-        let rows = sqlx::query_with(&text, args).fetch_all(&self.pool).await?;
-        let events = rows.iter().map(from_row).collect::<Result<_>>()?;
-        Ok((total, events))
+        list.push(" ORDER BY at DESC, id DESC").page(page);
+        self.page(count, list, from_row).await
     }
 }

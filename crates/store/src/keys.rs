@@ -162,17 +162,8 @@ impl Store {
         if orgs > 0 {
             return Ok(false);
         }
-        sqlx::query(
-            "INSERT INTO orgs (id, name, risk_framework, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(org.id.to_string())
-        .bind(org.name.clone())
-        .bind(org.risk_framework.as_str())
-        .bind(micros(&org.created_at))
-        .bind(micros(&org.updated_at))
-        .execute(&mut *tx)
-        .await?;
+        let (text, args) = crate::orgs::insert_statement(org).build();
+        sqlx::query_with(&text, args).execute(&mut *tx).await?;
         insert_key(&mut tx, key).await?;
         for event in audit {
             insert_audit(&mut tx, event).await?;
@@ -224,20 +215,10 @@ impl Store {
     ) -> Result<(i64, Vec<ApiKey>)> {
         let mut count = Sql::new("SELECT COUNT(*) FROM api_keys");
         push_filter(&mut count, filter);
-        let (text, args) = count.build();
-        let total: i64 = sqlx::query_scalar_with(&text, args)
-            .fetch_one(&self.pool)
-            .await?;
         let mut list = Sql::new("SELECT * FROM api_keys");
         push_filter(&mut list, filter);
-        list.push(filter.sort.order_by())
-            .push(" LIMIT ")
-            .bind(page.limit)
-            .push(" OFFSET ")
-            .bind(page.offset);
-        let (text, args) = list.build();
-        let rows = sqlx::query_with(&text, args).fetch_all(&self.pool).await?;
-        Ok((total, rows.iter().map(from_row).collect::<Result<_>>()?))
+        list.push(filter.sort.order_by()).page(page);
+        self.page(count, list, from_row).await
     }
 
     /// Marks a key revoked. Returns false when it does not exist in the org
@@ -249,21 +230,13 @@ impl Store {
         at: DateTime<Utc>,
         audit: &AuditEvent,
     ) -> Result<bool> {
-        let mut tx = self.begin_write().await?;
-        let done = sqlx::query(
-            "UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND org_id = $3 \
-             AND revoked_at IS NULL",
-        )
-        .bind(micros(&at))
-        .bind(id.to_string())
-        .bind(org_id.to_string())
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() == 0 {
-            return Ok(false);
-        }
-        insert_audit(&mut tx, audit).await?;
-        tx.commit().await?;
-        Ok(true)
+        let mut sql = Sql::new("UPDATE api_keys SET revoked_at = ");
+        sql.bind(micros(&at))
+            .push(" WHERE id = ")
+            .bind(id.to_string())
+            .push(" AND org_id = ")
+            .bind(org_id.to_string())
+            .push(" AND revoked_at IS NULL");
+        self.write_audited(sql, audit).await
     }
 }

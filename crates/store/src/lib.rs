@@ -132,7 +132,7 @@ impl Store {
                         conn.execute(
                             "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; \
                              PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL; \
-                             PRAGMA cache_size = -32768; PRAGMA mmap_size = 268435456; \
+                             PRAGMA cache_size = -32768; PRAGMA mmap_size = 1073741824; \
                              PRAGMA temp_store = MEMORY;",
                         )
                         .await?;
@@ -185,6 +185,38 @@ impl Store {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.pool.begin().await?,
         })
+    }
+}
+
+impl Store {
+    /// Runs one write statement and, when it touched a row, its audit event,
+    /// in one transaction. Returns whether a row was touched.
+    async fn write_audited(&self, statement: sql::Sql, audit: &AuditEvent) -> Result<bool> {
+        let mut tx = self.begin_write().await?;
+        let (text, args) = statement.build();
+        let done = sqlx::query_with(&text, args).execute(&mut *tx).await?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// The filtered total (`count`) and one page of rows (`list`).
+    async fn page<T>(
+        &self,
+        count: sql::Sql,
+        list: sql::Sql,
+        decode: fn(&sqlx::any::AnyRow) -> Result<T>,
+    ) -> Result<(i64, Vec<T>)> {
+        let (text, args) = count.build();
+        let total: i64 = sqlx::query_scalar_with(&text, args)
+            .fetch_one(&self.pool)
+            .await?;
+        let (text, args) = list.build();
+        let rows = sqlx::query_with(&text, args).fetch_all(&self.pool).await?;
+        Ok((total, rows.iter().map(decode).collect::<Result<_>>()?))
     }
 }
 

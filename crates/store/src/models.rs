@@ -190,6 +190,20 @@ async fn write_tags(tx: &mut Transaction<'static, Any>, model: &Model) -> Result
     Ok(())
 }
 
+/// The conditions on tier, status and provider, which `models` and
+/// `model_counts` both carry.
+fn push_facets(sql: &mut Sql, filter: &ModelFilter, providers: &Providers) {
+    if let Some(t) = filter.risk_tier {
+        sql.push(" AND risk_tier = ").bind(t.as_str());
+    }
+    if let Some(s) = filter.validation_status {
+        sql.push(" AND validation_status = ").bind(s.as_str());
+    }
+    if let Providers::OneOf(list) = providers {
+        sql.push(" AND provider IN ").bind_list(list.clone());
+    }
+}
+
 /// Restricts a newest-first scan to rows strictly after `after`. The first
 /// conjunct is an index range; the second only trims the rows sharing the
 /// cursor's timestamp.
@@ -504,16 +518,31 @@ impl Store {
         filter: &ModelFilter,
         providers: &Providers,
     ) {
-        sql.push(" WHERE org_id = ").bind(org_id.to_string());
-        if let Some(t) = filter.risk_tier {
-            sql.push(" AND risk_tier = ").bind(t.as_str());
+        let terms = filter.search.as_deref().map(search::terms);
+        match (&terms, self.backend) {
+            (Some(terms), Backend::Sqlite) => {
+                // Drive the query from the full-text matches: the unary `+`
+                // keeps SQLite from walking an org index and probing each
+                // row against the match set, which is far slower.
+                sql.push(
+                    " WHERE models.rowid IN (SELECT rowid FROM models_fts WHERE models_fts MATCH ",
+                )
+                .bind(search::fts5_query(terms))
+                .push(") AND +org_id = ")
+                .bind(org_id.to_string());
+            }
+            (Some(terms), Backend::Postgres) => {
+                sql.push(" WHERE org_id = ")
+                    .bind(org_id.to_string())
+                    .push(" AND search @@ to_tsquery('simple', ")
+                    .bind(search::tsquery(terms))
+                    .push(")");
+            }
+            (None, _) => {
+                sql.push(" WHERE org_id = ").bind(org_id.to_string());
+            }
         }
-        if let Some(s) = filter.validation_status {
-            sql.push(" AND validation_status = ").bind(s.as_str());
-        }
-        if let Providers::OneOf(list) = providers {
-            sql.push(" AND provider IN ").bind_list(list.clone());
-        }
+        push_facets(sql, filter, providers);
         if let Some(owner) = &filter.owner {
             sql.push(" AND lower(owner) = ").bind(owner.to_lowercase());
         }
@@ -525,21 +554,6 @@ impl Store {
                 .push(" AND t.value = ")
                 .bind(value.clone())
                 .push(")");
-        }
-        if let Some(q) = &filter.search {
-            let terms = search::terms(q);
-            match self.backend {
-                Backend::Sqlite => {
-                    sql.push(" AND models.rowid IN (SELECT rowid FROM models_fts WHERE models_fts MATCH ")
-                        .bind(search::fts5_query(&terms))
-                        .push(")");
-                }
-                Backend::Postgres => {
-                    sql.push(" AND search @@ to_tsquery('simple', ")
-                        .bind(search::tsquery(&terms))
-                        .push(")");
-                }
-            }
         }
     }
 
@@ -568,15 +582,7 @@ impl Store {
                 "SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) FROM model_counts WHERE org_id = ",
             );
             sql.bind(org_id.to_string());
-            if let Some(t) = filter.risk_tier {
-                sql.push(" AND risk_tier = ").bind(t.as_str());
-            }
-            if let Some(s) = filter.validation_status {
-                sql.push(" AND validation_status = ").bind(s.as_str());
-            }
-            if let Providers::OneOf(list) = providers {
-                sql.push(" AND provider IN ").bind_list(list.clone());
-            }
+            push_facets(&mut sql, filter, providers);
             sql
         } else {
             let mut sql = Sql::new("SELECT COUNT(*) FROM models");
@@ -607,10 +613,7 @@ impl Store {
         let mut list = Sql::new("SELECT ");
         list.push(COLUMNS).push(" FROM models");
         self.push_filter(&mut list, org_id, filter, &providers);
-        list.push(" ORDER BY created_at DESC, id DESC LIMIT ")
-            .bind(page.limit)
-            .push(" OFFSET ")
-            .bind(page.offset);
+        list.push(" ORDER BY created_at DESC, id DESC").page(page);
         let (text, args) = list.build();
         let rows = sqlx::query_with(&text, args).fetch_all(&self.pool).await?;
         Ok((total, rows.iter().map(from_row).collect::<Result<_>>()?))

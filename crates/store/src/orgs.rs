@@ -7,7 +7,7 @@ use modelplane_domain::page::Page;
 
 use crate::rows::{self, micros};
 use crate::sql::Sql;
-use crate::{insert_audit, Result, Store};
+use crate::{Result, Store};
 
 fn from_row(row: &AnyRow) -> Result<Org> {
     Ok(Org {
@@ -19,23 +19,28 @@ fn from_row(row: &AnyRow) -> Result<Org> {
     })
 }
 
+/// The INSERT of an org, shared with the first-run bootstrap.
+pub(crate) fn insert_statement(org: &Org) -> Sql {
+    let mut sql =
+        Sql::new("INSERT INTO orgs (id, name, risk_framework, created_at, updated_at) VALUES (");
+    sql.bind(org.id.to_string())
+        .push(", ")
+        .bind(org.name.clone())
+        .push(", ")
+        .bind(org.risk_framework.as_str())
+        .push(", ")
+        .bind(micros(&org.created_at))
+        .push(", ")
+        .bind(micros(&org.updated_at))
+        .push(")");
+    sql
+}
+
 impl Store {
     pub async fn insert_org(&self, org: &Org, audit: &AuditEvent) -> Result<()> {
-        let mut tx = self.begin_write().await?;
-        sqlx::query(
-            "INSERT INTO orgs (id, name, risk_framework, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(org.id.to_string())
-        .bind(org.name.clone())
-        .bind(org.risk_framework.as_str())
-        .bind(micros(&org.created_at))
-        .bind(micros(&org.updated_at))
-        .execute(&mut *tx)
-        .await?;
-        insert_audit(&mut tx, audit).await?;
-        tx.commit().await?;
-        Ok(())
+        self.write_audited(insert_statement(org), audit)
+            .await
+            .map(|_| ())
     }
 
     pub async fn get_org(&self, id: Uuid) -> Result<Option<Org>> {
@@ -44,12 +49,6 @@ impl Store {
             .fetch_optional(&self.pool)
             .await?;
         row.as_ref().map(from_row).transpose()
-    }
-
-    pub async fn count_orgs(&self) -> Result<i64> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM orgs")
-            .fetch_one(&self.pool)
-            .await?)
     }
 
     /// Lists orgs by name; `only` restricts the list to one org (what a
@@ -73,54 +72,30 @@ impl Store {
         };
         let mut count = Sql::new("SELECT COUNT(*) FROM orgs");
         filter(&mut count);
-        let (text, args) = count.build();
-        let total: i64 = sqlx::query_scalar_with(&text, args)
-            .fetch_one(&self.pool)
-            .await?;
         let mut list = Sql::new("SELECT * FROM orgs");
         filter(&mut list);
-        list.push(" ORDER BY name, id LIMIT ")
-            .bind(page.limit)
-            .push(" OFFSET ")
-            .bind(page.offset);
-        let (text, args) = list.build();
-        let rows = sqlx::query_with(&text, args).fetch_all(&self.pool).await?;
-        Ok((total, rows.iter().map(from_row).collect::<Result<_>>()?))
+        list.push(" ORDER BY name, id").page(page);
+        self.page(count, list, from_row).await
     }
 
     pub async fn update_org(&self, org: &Org, audit: &AuditEvent) -> Result<bool> {
-        let mut tx = self.begin_write().await?;
-        let done = sqlx::query(
-            "UPDATE orgs SET name = $1, risk_framework = $2, updated_at = $3 WHERE id = $4",
-        )
-        .bind(org.name.clone())
-        .bind(org.risk_framework.as_str())
-        .bind(micros(&org.updated_at))
-        .bind(org.id.to_string())
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() == 0 {
-            return Ok(false);
-        }
-        insert_audit(&mut tx, audit).await?;
-        tx.commit().await?;
-        Ok(true)
+        let mut sql = Sql::new("UPDATE orgs SET name = ");
+        sql.bind(org.name.clone())
+            .push(", risk_framework = ")
+            .bind(org.risk_framework.as_str())
+            .push(", updated_at = ")
+            .bind(micros(&org.updated_at))
+            .push(" WHERE id = ")
+            .bind(org.id.to_string());
+        self.write_audited(sql, audit).await
     }
 
     /// Deletes an org and, by cascade, its users, keys and models. Its audit
     /// events stay.
     pub async fn delete_org(&self, id: Uuid, audit: &AuditEvent) -> Result<bool> {
-        let mut tx = self.begin_write().await?;
-        let done = sqlx::query("DELETE FROM orgs WHERE id = $1")
-            .bind(id.to_string())
-            .execute(&mut *tx)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Ok(false);
-        }
-        insert_audit(&mut tx, audit).await?;
-        tx.commit().await?;
-        Ok(true)
+        let mut sql = Sql::new("DELETE FROM orgs WHERE id = ");
+        sql.bind(id.to_string());
+        self.write_audited(sql, audit).await
     }
 }
 

@@ -57,6 +57,14 @@ impl Sql {
         self.push(")")
     }
 
+    /// Appends ` LIMIT $n OFFSET $m` for a page.
+    pub(crate) fn page(&mut self, page: modelplane_domain::page::Page) -> &mut Self {
+        self.push(" LIMIT ")
+            .bind(page.limit)
+            .push(" OFFSET ")
+            .bind(page.offset)
+    }
+
     pub(crate) fn build(self) -> (String, AnyArguments<'static>) {
         (self.text, self.args)
     }

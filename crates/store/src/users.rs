@@ -8,7 +8,7 @@ use modelplane_domain::user::{Role, User};
 use crate::orgs::like_pattern;
 use crate::rows::{self, micros};
 use crate::sql::Sql;
-use crate::{insert_audit, Result, Store};
+use crate::{Result, Store};
 
 #[derive(Debug, Clone, Default)]
 pub struct UserFilter {
@@ -50,23 +50,24 @@ fn push_filter(sql: &mut Sql, f: &UserFilter) {
 
 impl Store {
     pub async fn insert_user(&self, user: &User, audit: &AuditEvent) -> Result<()> {
-        let mut tx = self.begin_write().await?;
-        sqlx::query(
-            "INSERT INTO users (id, org_id, email, name, role, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(user.id.to_string())
-        .bind(user.org_id.to_string())
-        .bind(user.email.clone())
-        .bind(user.name.clone())
-        .bind(user.role.as_str())
-        .bind(micros(&user.created_at))
-        .bind(micros(&user.updated_at))
-        .execute(&mut *tx)
-        .await?;
-        insert_audit(&mut tx, audit).await?;
-        tx.commit().await?;
-        Ok(())
+        let mut sql = Sql::new(
+            "INSERT INTO users (id, org_id, email, name, role, created_at, updated_at) VALUES (",
+        );
+        sql.bind(user.id.to_string())
+            .push(", ")
+            .bind(user.org_id.to_string())
+            .push(", ")
+            .bind(user.email.clone())
+            .push(", ")
+            .bind(user.name.clone())
+            .push(", ")
+            .bind(user.role.as_str())
+            .push(", ")
+            .bind(micros(&user.created_at))
+            .push(", ")
+            .bind(micros(&user.updated_at))
+            .push(")");
+        self.write_audited(sql, audit).await.map(|_| ())
     }
 
     pub async fn get_user(&self, id: Uuid) -> Result<Option<User>> {
@@ -80,56 +81,34 @@ impl Store {
     pub async fn list_users(&self, filter: &UserFilter, page: Page) -> Result<(i64, Vec<User>)> {
         let mut count = Sql::new("SELECT COUNT(*) FROM users");
         push_filter(&mut count, filter);
-        let (text, args) = count.build();
-        let total: i64 = sqlx::query_scalar_with(&text, args)
-            .fetch_one(&self.pool)
-            .await?;
         let mut list = Sql::new("SELECT * FROM users");
         push_filter(&mut list, filter);
-        list.push(" ORDER BY email, id LIMIT ")
-            .bind(page.limit)
-            .push(" OFFSET ")
-            .bind(page.offset);
-        let (text, args) = list.build();
-        let rows = sqlx::query_with(&text, args).fetch_all(&self.pool).await?;
-        Ok((total, rows.iter().map(from_row).collect::<Result<_>>()?))
+        list.push(" ORDER BY email, id").page(page);
+        self.page(count, list, from_row).await
     }
 
     pub async fn update_user(&self, user: &User, audit: &AuditEvent) -> Result<bool> {
-        let mut tx = self.begin_write().await?;
-        let done = sqlx::query(
-            "UPDATE users SET email = $1, name = $2, role = $3, updated_at = $4 \
-             WHERE id = $5 AND org_id = $6",
-        )
-        .bind(user.email.clone())
-        .bind(user.name.clone())
-        .bind(user.role.as_str())
-        .bind(micros(&user.updated_at))
-        .bind(user.id.to_string())
-        .bind(user.org_id.to_string())
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() == 0 {
-            return Ok(false);
-        }
-        insert_audit(&mut tx, audit).await?;
-        tx.commit().await?;
-        Ok(true)
+        let mut sql = Sql::new("UPDATE users SET email = ");
+        sql.bind(user.email.clone())
+            .push(", name = ")
+            .bind(user.name.clone())
+            .push(", role = ")
+            .bind(user.role.as_str())
+            .push(", updated_at = ")
+            .bind(micros(&user.updated_at))
+            .push(" WHERE id = ")
+            .bind(user.id.to_string())
+            .push(" AND org_id = ")
+            .bind(user.org_id.to_string());
+        self.write_audited(sql, audit).await
     }
 
     /// Deletes a user; their keys go with them.
     pub async fn delete_user(&self, org_id: Uuid, id: Uuid, audit: &AuditEvent) -> Result<bool> {
-        let mut tx = self.begin_write().await?;
-        let done = sqlx::query("DELETE FROM users WHERE id = $1 AND org_id = $2")
-            .bind(id.to_string())
-            .bind(org_id.to_string())
-            .execute(&mut *tx)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Ok(false);
-        }
-        insert_audit(&mut tx, audit).await?;
-        tx.commit().await?;
-        Ok(true)
+        let mut sql = Sql::new("DELETE FROM users WHERE id = ");
+        sql.bind(id.to_string())
+            .push(" AND org_id = ")
+            .bind(org_id.to_string());
+        self.write_audited(sql, audit).await
     }
 }
