@@ -1,6 +1,5 @@
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Utc};
 use futures::{Stream, TryStreamExt};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Transaction};
@@ -43,14 +42,13 @@ pub enum Modified<E> {
     Written(Model),
 }
 
-/// Where a keyset scan of the inventory continues: after this (created_at, id).
+/// Where a keyset scan of the inventory continues: after this `seq`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ModelCursor {
-    pub created_at: DateTime<Utc>,
-    pub id: Uuid,
-}
+pub struct ModelCursor(pub i64);
 
 const EXPORT_BATCH: i64 = 2000;
+/// `seq` values per microsecond of creation time.
+const SEQ_SLOTS: i64 = 1024;
 /// Rows per multi-row INSERT: 21 columns each stays far below both
 /// backends' bound-parameter limits.
 const BULK_ROWS: usize = 200;
@@ -92,7 +90,7 @@ const SQLITE_BATCH_JSON: &str = "SELECT json_group_array(json_object(\
     'limitations', limitations, 'developer', developer, 'validator', validator, 'vendor', vendor, \
     'last_validated_at', last_validated_at, 'next_review_at', next_review_at, \
     'last_seen_at', last_seen_at, 'version', version, 'created_at', created_at, \
-    'updated_at', updated_at))";
+    'updated_at', updated_at, 'seq', seq))";
 const POSTGRES_BATCH_JSON: &str = "SELECT json_agg(json_build_object(\
     'id', id, 'org_id', org_id, 'model_id', model_id, 'provider', provider, \
     'display_name', display_name, 'risk_tier', risk_tier, 'validation_status', validation_status, \
@@ -100,7 +98,7 @@ const POSTGRES_BATCH_JSON: &str = "SELECT json_agg(json_build_object(\
     'limitations', limitations, 'developer', developer, 'validator', validator, 'vendor', vendor, \
     'last_validated_at', last_validated_at, 'next_review_at', next_review_at, \
     'last_seen_at', last_seen_at, 'version', version, 'created_at', created_at, \
-    'updated_at', updated_at))::text";
+    'updated_at', updated_at, 'seq', seq))::text";
 
 /// A model as the batch JSON carries it: stored representations.
 #[derive(serde::Deserialize)]
@@ -126,6 +124,7 @@ struct ModelJson {
     version: i64,
     created_at: i64,
     updated_at: i64,
+    seq: i64,
 }
 
 impl TryFrom<ModelJson> for Model {
@@ -204,22 +203,35 @@ fn push_facets(sql: &mut Sql, filter: &ModelFilter, providers: &Providers) {
     }
 }
 
-/// Restricts a newest-first scan to rows strictly after `after`. The first
-/// conjunct is an index range; the second only trims the rows sharing the
-/// cursor's timestamp.
+/// The FTS5 query of a SQLite search: the user's terms against the text
+/// columns, and the org, tier and status as tokens of the `scope` column
+/// (written by the `models_fts` triggers in the same form).
+fn sqlite_match(org_id: Uuid, filter: &ModelFilter, terms: &[String]) -> String {
+    let mut scope = vec![format!("\"org{}\"", org_id.simple())];
+    if let Some(t) = filter.risk_tier {
+        scope.push(format!(
+            "\"tier{}\"",
+            t.as_str().trim_start_matches("tier_")
+        ));
+    }
+    if let Some(s) = filter.validation_status {
+        scope.push(format!("\"status{}\"", s.as_str().replace('_', "")));
+    }
+    format!(
+        "scope : ({}) AND {{fts_model_id fts_display_name fts_description}} : ({})",
+        scope.join(" AND "),
+        search::fts5_query(terms)
+    )
+}
+
+/// Restricts a newest-first scan to rows strictly after `after`.
 fn push_after(sql: &mut Sql, after: Option<ModelCursor>) {
-    if let Some(c) = after {
-        sql.push(" AND created_at <= ")
-            .bind(micros(&c.created_at))
-            .push(" AND (created_at < ")
-            .bind(micros(&c.created_at))
-            .push(" OR id < ")
-            .bind(c.id.to_string())
-            .push(")");
+    if let Some(ModelCursor(seq)) = after {
+        sql.push(" AND seq < ").bind(seq);
     }
 }
 
-fn push_model_values(sql: &mut Sql, model: &Model) -> Result<()> {
+fn push_model_values(sql: &mut Sql, model: &Model, tiebreak: i64) -> Result<()> {
     sql.push("(")
         .bind(model.id.to_string())
         .push(", ")
@@ -262,41 +274,34 @@ fn push_model_values(sql: &mut Sql, model: &Model) -> Result<()> {
         .bind(micros(&model.created_at))
         .push(", ")
         .bind(micros(&model.updated_at))
-        .push(")");
+        .push(", ");
+    push_seq(sql, micros(&model.created_at), tiebreak);
+    sql.push(")");
     Ok(())
 }
 
+/// The `seq` of a new row: its creation microsecond × 1024, plus one more
+/// than the rows already created in that microsecond, plus `tiebreak` for
+/// rows of the same statement.
+fn push_seq(sql: &mut Sql, created_micros: i64, tiebreak: i64) {
+    let base = created_micros.saturating_mul(SEQ_SLOTS);
+    sql.push("(")
+        .bind(base + tiebreak)
+        .push(" + COALESCE((SELECT MAX(seq) FROM models WHERE seq >= ")
+        .bind(base)
+        .push(" AND seq < ")
+        .bind(base + SEQ_SLOTS)
+        .push(") - ")
+        .bind(base)
+        .push(" + 1, 0))");
+}
+
 async fn insert_row(tx: &mut Transaction<'static, Any>, model: &Model) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO models (id, org_id, model_id, provider, display_name, risk_tier, \
-             validation_status, owner, description, tags, intended_use, limitations, developer, \
-             validator, vendor, last_validated_at, next_review_at, last_seen_at, version, \
-             created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
-             $13, $14, $15, $16, $17, $18, $19, $20, $21)",
-    )
-    .bind(model.id.to_string())
-    .bind(model.org_id.to_string())
-    .bind(model.model_id.clone())
-    .bind(model.provider.clone())
-    .bind(model.display_name.clone())
-    .bind(model.risk_tier.as_str())
-    .bind(model.validation_status.as_str())
-    .bind(model.owner.clone())
-    .bind(model.description.clone())
-    .bind(tags_json(model)?)
-    .bind(model.intended_use.clone())
-    .bind(model.limitations.clone())
-    .bind(model.developer.clone())
-    .bind(model.validator.clone())
-    .bind(model.vendor.clone())
-    .bind(opt_micros(&model.last_validated_at))
-    .bind(opt_micros(&model.next_review_at))
-    .bind(opt_micros(&model.last_seen_at))
-    .bind(model.version)
-    .bind(micros(&model.created_at))
-    .bind(micros(&model.updated_at))
-    .execute(&mut **tx)
-    .await?;
+    let mut sql = Sql::new("INSERT INTO models (");
+    sql.push(COLUMNS).push(", seq) VALUES ");
+    push_model_values(&mut sql, model, 0)?;
+    let (text, args) = sql.build();
+    sqlx::query_with(&text, args).execute(&mut **tx).await?;
     Ok(())
 }
 
@@ -323,12 +328,21 @@ impl Store {
         let mut tx = self.begin_write().await?;
         for chunk in models.chunks(BULK_ROWS) {
             let mut sql = Sql::new("INSERT INTO models (");
-            sql.push(COLUMNS).push(") VALUES ");
+            sql.push(COLUMNS).push(", seq) VALUES ");
+            let mut previous: Option<(i64, i64)> = None;
             for (i, m) in chunk.iter().enumerate() {
                 if i > 0 {
                     sql.push(", ");
                 }
-                push_model_values(&mut sql, m)?;
+                // Rows of one statement do not see each other, so rows sharing
+                // a microsecond are told apart here.
+                let created = micros(&m.created_at);
+                let tiebreak = match previous {
+                    Some((c, t)) if c == created => t + 1,
+                    _ => 0,
+                };
+                previous = Some((created, tiebreak));
+                push_model_values(&mut sql, m, tiebreak)?;
             }
             let (text, args) = sql.build();
             sqlx::query_with(&text, args).execute(&mut *tx).await?;
@@ -521,15 +535,10 @@ impl Store {
         let terms = filter.search.as_deref().map(search::terms);
         match (&terms, self.backend) {
             (Some(terms), Backend::Sqlite) => {
-                // Drive the query from the full-text matches: the unary `+`
-                // keeps SQLite from walking an org index and probing each
-                // row against the match set, which is far slower.
-                sql.push(
-                    " WHERE models.rowid IN (SELECT rowid FROM models_fts WHERE models_fts MATCH ",
-                )
-                .bind(search::fts5_query(terms))
-                .push(") AND +org_id = ")
-                .bind(org_id.to_string());
+                sql.push(" WHERE seq IN (SELECT rowid FROM models_fts WHERE models_fts MATCH ")
+                    .bind(sqlite_match(org_id, filter, terms))
+                    .push(") AND org_id = ")
+                    .bind(org_id.to_string());
             }
             (Some(terms), Backend::Postgres) => {
                 sql.push(" WHERE org_id = ")
@@ -543,6 +552,11 @@ impl Store {
             }
         }
         push_facets(sql, filter, providers);
+        self.push_row_filters(sql, org_id, filter);
+    }
+
+    /// The filters only the model rows can answer: owner and tags.
+    fn push_row_filters(&self, sql: &mut Sql, org_id: Uuid, filter: &ModelFilter) {
         if let Some(owner) = &filter.owner {
             sql.push(" AND lower(owner) = ").bind(owner.to_lowercase());
         }
@@ -555,6 +569,16 @@ impl Store {
                 .bind(value.clone())
                 .push(")");
         }
+    }
+
+    /// Whether a SQLite search can be counted from the full-text index
+    /// alone: its org, tier and status are tokens there; provider, owner and
+    /// tags are not.
+    fn index_only_search(filter: &ModelFilter, providers: &Providers) -> bool {
+        filter.search.is_some()
+            && matches!(providers, Providers::Any)
+            && filter.owner.is_none()
+            && filter.tags.is_empty()
     }
 
     /// True when the filter can match nothing, so no query is needed.
@@ -575,6 +599,15 @@ impl Store {
         filter: &ModelFilter,
         providers: &Providers,
     ) -> Result<i64> {
+        if self.backend == Backend::Sqlite && Self::index_only_search(filter, providers) {
+            let terms = search::terms(filter.search.as_deref().unwrap_or_default());
+            let mut sql = Sql::new("SELECT COUNT(*) FROM models_fts WHERE models_fts MATCH ");
+            sql.bind(sqlite_match(org_id, filter, &terms));
+            let (text, args) = sql.build();
+            return Ok(sqlx::query_scalar_with(&text, args)
+                .fetch_one(&self.pool)
+                .await?);
+        }
         let summary_only =
             filter.search.is_none() && filter.owner.is_none() && filter.tags.is_empty();
         let count = if summary_only {
@@ -610,10 +643,29 @@ impl Store {
         if total <= page.offset {
             return Ok((total, Vec::new()));
         }
-        let mut list = Sql::new("SELECT ");
-        list.push(COLUMNS).push(" FROM models");
-        self.push_filter(&mut list, org_id, filter, &providers);
-        list.push(" ORDER BY created_at DESC, id DESC").page(page);
+        let list = if self.backend == Backend::Sqlite && filter.search.is_some() {
+            // Walk the full-text matches in list order (their rowid is `seq`)
+            // and stop at the page: no sort, no scan of all matches.
+            let terms = search::terms(filter.search.as_deref().unwrap_or_default());
+            let mut sql = Sql::new("SELECT ");
+            sql.push(COLUMNS)
+                .push(" FROM models_fts CROSS JOIN models ON models.seq = models_fts.rowid WHERE models_fts MATCH ")
+                .bind(sqlite_match(org_id, filter, &terms))
+                .push(" AND org_id = ")
+                .bind(org_id.to_string());
+            if let Providers::OneOf(list) = &providers {
+                sql.push(" AND provider IN ").bind_list(list.clone());
+            }
+            self.push_row_filters(&mut sql, org_id, filter);
+            sql.push(" ORDER BY models_fts.rowid DESC").page(page);
+            sql
+        } else {
+            let mut sql = Sql::new("SELECT ");
+            sql.push(COLUMNS).push(" FROM models");
+            self.push_filter(&mut sql, org_id, filter, &providers);
+            sql.push(" ORDER BY seq DESC").page(page);
+            sql
+        };
         let (text, args) = list.build();
         let rows = sqlx::query_with(&text, args).fetch_all(&self.pool).await?;
         Ok((total, rows.iter().map(from_row).collect::<Result<_>>()?))
@@ -639,10 +691,10 @@ impl Store {
         });
         sql.push(" FROM (SELECT ")
             .push(COLUMNS)
-            .push(" FROM models");
+            .push(", seq FROM models");
         self.push_filter(&mut sql, org_id, filter, &providers);
         push_after(&mut sql, after);
-        sql.push(" ORDER BY created_at DESC, id DESC LIMIT ")
+        sql.push(" ORDER BY seq DESC LIMIT ")
             .bind(batch)
             .push(") batch");
         let (text, args) = sql.build();
@@ -651,13 +703,10 @@ impl Store {
             .await?;
         let rows: Vec<ModelJson> = serde_json::from_str(json.as_deref().unwrap_or("[]"))
             .map_err(|e| StoreError::Corrupt(format!("model batch: {e}")))?;
-        let mut models = rows
-            .into_iter()
-            .map(Model::try_from)
-            .collect::<Result<Vec<_>>>()?;
         // Aggregate order is not guaranteed by SQL; restore newest first here.
-        models.sort_unstable_by_key(|m| std::cmp::Reverse((m.created_at, m.id)));
-        Ok(models)
+        let mut rows = rows;
+        rows.sort_unstable_by_key(|r| std::cmp::Reverse(r.seq));
+        rows.into_iter().map(Model::try_from).collect()
     }
 
     /// The key of the row `batch` places after `after`: where the next batch
@@ -673,22 +722,16 @@ impl Store {
         if Self::matches_nothing(filter, &providers) {
             return Ok(None);
         }
-        let mut sql = Sql::new("SELECT created_at, id FROM models");
+        let mut sql = Sql::new("SELECT seq FROM models");
         self.push_filter(&mut sql, org_id, filter, &providers);
         push_after(&mut sql, after);
-        sql.push(" ORDER BY created_at DESC, id DESC LIMIT 1 OFFSET ")
+        sql.push(" ORDER BY seq DESC LIMIT 1 OFFSET ")
             .bind(batch - 1);
         let (text, args) = sql.build();
-        let row = sqlx::query_with(&text, args)
+        let seq: Option<i64> = sqlx::query_scalar_with(&text, args)
             .fetch_optional(&self.pool)
             .await?;
-        row.map(|r| {
-            Ok(ModelCursor {
-                created_at: rows::time(&r, "created_at")?,
-                id: rows::uuid(&r, "id")?,
-            })
-        })
-        .transpose()
+        Ok(seq.map(ModelCursor))
     }
 
     /// Every model matching `filter`, newest first, read in batches so memory

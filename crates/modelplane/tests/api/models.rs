@@ -18,7 +18,35 @@ both_backends!(
     history_records_every_change_field_by_field_and_survives_deletion,
     audit_events_are_filtered_and_scoped_by_key,
     audit_events_are_append_only_in_the_database,
+    search_follows_edits_and_deletes,
 );
+
+async fn search_follows_edits_and_deletes(app: TestApp) {
+    let m = app.create_model(seed()).await;
+    let path = format!("/api/v1/models/{}", id_of(&m));
+    let total = |query: &'static str| {
+        let app = &app;
+        async move { app.get(&format!("/api/v1/models?{query}")).await.1["total"].clone() }
+    };
+    assert_eq!(total("search=knowledge&risk_tier=tier_2").await, json!(1));
+    app.patch(&path, json!({"description": "Fraud triage", "risk_tier": "tier_1", "validation_status": "in_validation"})).await;
+    assert_eq!(
+        total("search=knowledge").await,
+        json!(0),
+        "the old text is gone from the index"
+    );
+    assert_eq!(total("search=fraud&risk_tier=tier_2").await, json!(0));
+    assert_eq!(
+        total("search=fraud&risk_tier=tier_1&validation_status=in_validation").await,
+        json!(1)
+    );
+    let (_, page) = app
+        .get("/api/v1/models?search=triage&risk_tier=tier_1")
+        .await;
+    assert_eq!(page["models"][0]["id"], m["id"]);
+    app.delete(&path).await;
+    assert_eq!(total("search=fraud").await, json!(0));
+}
 
 fn seed() -> Value {
     json!({

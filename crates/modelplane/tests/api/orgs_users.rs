@@ -143,6 +143,22 @@ async fn another_orgs_data_is_not_found_never_forbidden(app: TestApp) {
     }
     let (_, b_models) = call(b_admin.clone(), Method::GET, "/api/v1/models".into(), None).await;
     assert_eq!(b_models["total"], 0);
+    let (_, b_search) = call(
+        b_admin.clone(),
+        Method::GET,
+        "/api/v1/models?search=secret".into(),
+        None,
+    )
+    .await;
+    assert_eq!(b_search["total"], 0, "search never crosses orgs");
+    let (_, b_export) = call(
+        b_admin.clone(),
+        Method::GET,
+        "/api/v1/model-inventory-export?format=json&search=secret".into(),
+        None,
+    )
+    .await;
+    assert_eq!(b_export["total"], 0);
     let (_, b_orgs) = call(b_admin.clone(), Method::GET, "/api/v1/orgs".into(), None).await;
     assert_eq!(b_orgs["total"], 1, "an org admin sees only its own org");
     let (_, audit) = call(

@@ -38,8 +38,11 @@ CREATE TABLE api_keys (
 CREATE INDEX api_keys_org ON api_keys (org_id, created_at);
 CREATE INDEX api_keys_user ON api_keys (user_id);
 
+-- `seq` orders the inventory newest first: created_at in microseconds × 1024
+-- plus a tiebreak for rows created in the same microsecond.
 CREATE TABLE models (
     id TEXT PRIMARY KEY,
+    seq BIGINT NOT NULL UNIQUE,
     org_id TEXT NOT NULL REFERENCES orgs(id) ON DELETE CASCADE,
     model_id TEXT NOT NULL,
     provider TEXT NOT NULL,
@@ -65,14 +68,14 @@ CREATE TABLE models (
     ) STORED,
     UNIQUE (org_id, model_id)
 );
-CREATE INDEX models_org_created ON models (org_id, created_at DESC, id DESC);
+CREATE INDEX models_org_seq ON models (org_id, seq DESC);
 -- Each filter's index also serves the newest-first order, so a page is an
 -- index range read whatever the planner's statistics say.
-CREATE INDEX models_org_tier ON models (org_id, risk_tier, created_at DESC, id DESC);
-CREATE INDEX models_org_tier_status ON models (org_id, risk_tier, validation_status, created_at DESC, id DESC);
-CREATE INDEX models_org_status ON models (org_id, validation_status, created_at DESC, id DESC);
-CREATE INDEX models_org_provider ON models (org_id, provider, created_at DESC, id DESC);
-CREATE INDEX models_org_owner ON models (org_id, lower(owner), created_at DESC, id DESC);
+CREATE INDEX models_org_tier ON models (org_id, risk_tier, seq DESC);
+CREATE INDEX models_org_tier_status ON models (org_id, risk_tier, validation_status, seq DESC);
+CREATE INDEX models_org_status ON models (org_id, validation_status, seq DESC);
+CREATE INDEX models_org_provider ON models (org_id, provider, seq DESC);
+CREATE INDEX models_org_owner ON models (org_id, lower(owner), seq DESC);
 
 -- Exact model counts per (org, tier, status, provider), kept by triggers, so
 -- the total of a list filtered only by those needs no scan.

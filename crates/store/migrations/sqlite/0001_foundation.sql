@@ -37,8 +37,13 @@ CREATE TABLE api_keys (
 CREATE INDEX api_keys_org ON api_keys (org_id, created_at);
 CREATE INDEX api_keys_user ON api_keys (user_id);
 
+-- `seq` orders the inventory newest first: created_at in microseconds × 1024
+-- plus a tiebreak for rows created in the same microsecond. It is the rowid,
+-- and the full-text index's rowid too, so a search walks its matches in list
+-- order.
 CREATE TABLE models (
-    id TEXT PRIMARY KEY,
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
     org_id TEXT NOT NULL REFERENCES orgs(id) ON DELETE CASCADE,
     model_id TEXT NOT NULL,
     provider TEXT NOT NULL,
@@ -61,14 +66,14 @@ CREATE TABLE models (
     updated_at BIGINT NOT NULL,
     UNIQUE (org_id, model_id)
 );
-CREATE INDEX models_org_created ON models (org_id, created_at DESC, id DESC);
+CREATE INDEX models_org_seq ON models (org_id, seq DESC);
 -- Each filter's index also serves the newest-first order, so a page is an
 -- index range read whatever the planner's statistics say.
-CREATE INDEX models_org_tier ON models (org_id, risk_tier, created_at DESC, id DESC);
-CREATE INDEX models_org_tier_status ON models (org_id, risk_tier, validation_status, created_at DESC, id DESC);
-CREATE INDEX models_org_status ON models (org_id, validation_status, created_at DESC, id DESC);
-CREATE INDEX models_org_provider ON models (org_id, provider, created_at DESC, id DESC);
-CREATE INDEX models_org_owner ON models (org_id, lower(owner), created_at DESC, id DESC);
+CREATE INDEX models_org_tier ON models (org_id, risk_tier, seq DESC);
+CREATE INDEX models_org_tier_status ON models (org_id, risk_tier, validation_status, seq DESC);
+CREATE INDEX models_org_status ON models (org_id, validation_status, seq DESC);
+CREATE INDEX models_org_provider ON models (org_id, provider, seq DESC);
+CREATE INDEX models_org_owner ON models (org_id, lower(owner), seq DESC);
 
 -- Exact model counts per (org, tier, status, provider), kept by triggers, so
 -- the total of a list filtered only by those needs no scan.
@@ -90,24 +95,29 @@ CREATE TABLE model_tags (
 );
 CREATE INDEX model_tags_lookup ON model_tags (org_id, key, value);
 
--- Full-text index over the searchable fields, kept in step by triggers.
+-- Full-text index over the searchable fields, plus a `scope` column of
+-- tokens for the org, tier and status, so a search's count and its newest-
+-- first page come from the index alone. Contentless: it stores only the
+-- index; rows are found through `seq`. Kept in step by triggers.
 CREATE VIRTUAL TABLE models_fts USING fts5(
-    model_id, display_name, description,
-    content='models', content_rowid='rowid'
+    fts_model_id, fts_display_name, fts_description, scope,
+    content='', contentless_delete=1
 );
 CREATE TRIGGER models_fts_insert AFTER INSERT ON models BEGIN
-    INSERT INTO models_fts (rowid, model_id, display_name, description)
-    VALUES (new.rowid, new.model_id, new.display_name, coalesce(new.description, ''));
+    INSERT INTO models_fts (rowid, fts_model_id, fts_display_name, fts_description, scope)
+    VALUES (new.seq, new.model_id, new.display_name, coalesce(new.description, ''),
+        'org' || replace(new.org_id, '-', '') || ' tier' || replace(new.risk_tier, 'tier_', '')
+        || ' status' || replace(new.validation_status, '_', ''));
 END;
 CREATE TRIGGER models_fts_delete AFTER DELETE ON models BEGIN
-    INSERT INTO models_fts (models_fts, rowid, model_id, display_name, description)
-    VALUES ('delete', old.rowid, old.model_id, old.display_name, coalesce(old.description, ''));
+    DELETE FROM models_fts WHERE rowid = old.seq;
 END;
-CREATE TRIGGER models_fts_update AFTER UPDATE OF model_id, display_name, description ON models BEGIN
-    INSERT INTO models_fts (models_fts, rowid, model_id, display_name, description)
-    VALUES ('delete', old.rowid, old.model_id, old.display_name, coalesce(old.description, ''));
-    INSERT INTO models_fts (rowid, model_id, display_name, description)
-    VALUES (new.rowid, new.model_id, new.display_name, coalesce(new.description, ''));
+CREATE TRIGGER models_fts_update AFTER UPDATE OF model_id, display_name, description, risk_tier, validation_status ON models BEGIN
+    DELETE FROM models_fts WHERE rowid = old.seq;
+    INSERT INTO models_fts (rowid, fts_model_id, fts_display_name, fts_description, scope)
+    VALUES (new.seq, new.model_id, new.display_name, coalesce(new.description, ''),
+        'org' || replace(new.org_id, '-', '') || ' tier' || replace(new.risk_tier, 'tier_', '')
+        || ' status' || replace(new.validation_status, '_', ''));
 END;
 
 -- Audit events outlive what they describe: no foreign keys, and no updates
