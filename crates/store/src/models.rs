@@ -49,6 +49,8 @@ pub struct ModelCursor(pub i64);
 const EXPORT_BATCH: i64 = 2000;
 /// `seq` values per microsecond of creation time.
 const SEQ_SLOTS: i64 = 1024;
+/// Retries of an insert that lost a `seq` race.
+const SEQ_RETRIES: usize = 3;
 /// Rows per multi-row INSERT: 21 columns each stays far below both
 /// backends' bound-parameter limits.
 const BULK_ROWS: usize = 200;
@@ -314,6 +316,18 @@ enum Providers {
 
 impl Store {
     pub async fn insert_model(&self, model: &Model, audit: &AuditEvent) -> Result<()> {
+        // Two PostgreSQL transactions creating models in the same microsecond
+        // can compute the same `seq`; the loser retries and sees the winner.
+        for _ in 0..SEQ_RETRIES {
+            match self.try_insert_model(model, audit).await {
+                Err(StoreError::Conflict(what)) if what.contains("seq") => continue,
+                other => return other,
+            }
+        }
+        self.try_insert_model(model, audit).await
+    }
+
+    async fn try_insert_model(&self, model: &Model, audit: &AuditEvent) -> Result<()> {
         let mut tx = self.begin_write().await?;
         insert_row(&mut tx, model).await?;
         write_tags(&mut tx, model).await?;
