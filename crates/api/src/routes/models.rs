@@ -23,7 +23,7 @@ use modelplane_service::{models, orgs};
 use modelplane_store::ModelFilter;
 
 use super::audit::AuditList;
-use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::error::{ApiError, ApiResult, ErrorBody, ErrorCode};
 use crate::extract::{ApiJson, ApiQuery, Auth, IdPath, IfMatch};
 use crate::state::AppState;
 
@@ -355,8 +355,10 @@ async fn export_models(
     let (content_type, extension, body) = match format {
         ExportFormat::Csv => {
             let mut header = csv_writer();
+            // Writing into memory cannot fail; if it ever did, it is our bug.
             header.write_record(CSV_COLUMNS).map_err(|e| {
-                ApiError::from(modelplane_service::ServiceError::Conflict(e.to_string()))
+                tracing::error!(error = %e, "could not write the CSV header");
+                ApiError::new(ErrorCode::Internal, "internal error; see the server log")
             })?;
             let header = header.into_inner().map(Bytes::from).unwrap_or_default();
             let rows = batches.map(move |batch| {

@@ -106,6 +106,49 @@ async fn serve_bootstraps_from_the_admin_token_and_stops_cleanly_on_sigterm() {
 }
 
 #[tokio::test]
+async fn sigterm_lets_an_in_flight_request_finish() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let token = "mp_cli_inflight_token_1234567890";
+    let mut cmd = command(dir.path());
+    cmd.env("MODELPLANE_ADMIN_TOKEN", token);
+    let (mut child, base) = serve(cmd);
+    // The body arrives in two parts, a second apart; SIGTERM lands in between.
+    let (first, rest) = (
+        r#"{"model_id": "in-flight", "provider": "p","#,
+        r#" "risk_tier": "tier_3"}"#,
+    );
+    let body = futures::stream::unfold(0, move |step| async move {
+        match step {
+            0 => Some((Ok::<_, std::io::Error>(first.as_bytes().to_vec()), 1)),
+            1 => {
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+                Some((Ok(rest.as_bytes().to_vec()), 2))
+            }
+            _ => None,
+        }
+    });
+    let client = reqwest::Client::new();
+    let request = client
+        .post(format!("{base}/api/v1/models"))
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(body))
+        .send();
+    let pid = child.id().to_string();
+    let signal = async move {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let _ = Command::new("kill").arg("-TERM").arg(&pid).status();
+    };
+    let (response, ()) = tokio::join!(request, signal);
+    let response = response.expect("the in-flight request is answered");
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let status = terminate(&mut child);
+    assert!(status.success(), "{status:?}");
+    // New connections are refused once it has stopped.
+    assert!(client.get(format!("{base}/healthz")).send().await.is_err());
+}
+
+#[tokio::test]
 async fn keys_create_prints_a_working_superadmin_token() {
     let dir = tempfile::tempdir().expect("temp dir");
     let db = format!("sqlite://{}/mp.db", dir.path().display());
