@@ -595,6 +595,13 @@ impl Store {
             && filter.tags.is_empty()
     }
 
+    /// Resolves the provider filter; None when the filter can match nothing,
+    /// so no query is needed.
+    async fn prepare(&self, org_id: Uuid, filter: &ModelFilter) -> Result<Option<Providers>> {
+        let providers = self.resolve_providers(org_id, filter).await?;
+        Ok((!Self::matches_nothing(filter, &providers)).then_some(providers))
+    }
+
     /// True when the filter can match nothing, so no query is needed.
     fn matches_nothing(filter: &ModelFilter, providers: &Providers) -> bool {
         let empty_providers = matches!(providers, Providers::OneOf(list) if list.is_empty());
@@ -649,10 +656,9 @@ impl Store {
         filter: &ModelFilter,
         page: Page,
     ) -> Result<(i64, Vec<Model>)> {
-        let providers = self.resolve_providers(org_id, filter).await?;
-        if Self::matches_nothing(filter, &providers) {
+        let Some(providers) = self.prepare(org_id, filter).await? else {
             return Ok((0, Vec::new()));
-        }
+        };
         let total = self.count_models(org_id, filter, &providers).await?;
         if total <= page.offset {
             return Ok((total, Vec::new()));
@@ -695,10 +701,9 @@ impl Store {
         after: Option<ModelCursor>,
         batch: i64,
     ) -> Result<Vec<Model>> {
-        let providers = self.resolve_providers(org_id, filter).await?;
-        if Self::matches_nothing(filter, &providers) {
+        let Some(providers) = self.prepare(org_id, filter).await? else {
             return Ok(Vec::new());
-        }
+        };
         let mut sql = Sql::new(match self.backend {
             Backend::Sqlite => SQLITE_BATCH_JSON,
             Backend::Postgres => POSTGRES_BATCH_JSON,
@@ -732,10 +737,9 @@ impl Store {
         after: Option<ModelCursor>,
         batch: i64,
     ) -> Result<Option<ModelCursor>> {
-        let providers = self.resolve_providers(org_id, filter).await?;
-        if Self::matches_nothing(filter, &providers) {
+        let Some(providers) = self.prepare(org_id, filter).await? else {
             return Ok(None);
-        }
+        };
         let mut sql = Sql::new("SELECT seq FROM models");
         self.push_filter(&mut sql, org_id, filter, &providers);
         push_after(&mut sql, after);

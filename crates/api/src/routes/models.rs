@@ -91,6 +91,25 @@ fn non_empty(s: Option<String>) -> Option<String> {
     s.filter(|s| !s.trim().is_empty())
 }
 
+/// The store filter of the list and the export, which take the same filters.
+fn model_filter(
+    risk_tier: Option<RiskTier>,
+    validation_status: Option<ValidationStatus>,
+    provider: Option<String>,
+    search: Option<String>,
+    owner: Option<String>,
+    tag: Vec<String>,
+) -> ApiResult<ModelFilter> {
+    Ok(ModelFilter {
+        risk_tier,
+        validation_status,
+        provider: non_empty(provider),
+        search: non_empty(search),
+        owner: non_empty(owner),
+        tags: parse_tags(tag)?,
+    })
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ModelList {
     pub total: i64,
@@ -118,14 +137,14 @@ async fn list_models(
     ApiQuery(q): ApiQuery<ModelQuery>,
 ) -> ApiResult<Json<ModelList>> {
     let page = Page::parse(q.limit, q.offset)?;
-    let filter = ModelFilter {
-        risk_tier: q.risk_tier,
-        validation_status: q.validation_status,
-        provider: non_empty(q.provider),
-        search: non_empty(q.search),
-        owner: non_empty(q.owner),
-        tags: parse_tags(q.tag)?,
-    };
+    let filter = model_filter(
+        q.risk_tier,
+        q.validation_status,
+        q.provider,
+        q.search,
+        q.owner,
+        q.tag,
+    )?;
     let listed = models::list(&s.store, &p, &filter, page).await?;
     Ok(Json(ModelList {
         total: listed.total,
@@ -336,14 +355,14 @@ async fn export_models(
     Auth(p): Auth,
     ApiQuery(q): ApiQuery<ExportQuery>,
 ) -> ApiResult<Response> {
-    let filter = ModelFilter {
-        risk_tier: q.risk_tier,
-        validation_status: q.validation_status,
-        provider: non_empty(q.provider),
-        search: non_empty(q.search),
-        owner: non_empty(q.owner),
-        tags: parse_tags(q.tag)?,
-    };
+    let filter = model_filter(
+        q.risk_tier,
+        q.validation_status,
+        q.provider,
+        q.search,
+        q.owner,
+        q.tag,
+    )?;
     let format = q.format.unwrap_or_default();
     let framework = orgs::get(&s.store, &p, p.org_id).await?.risk_framework;
     let batches = models::export(&s.store, &p, filter)?;

@@ -1,6 +1,5 @@
 use reqwest::{Method, StatusCode};
 use serde_json::json;
-use sqlx::Connection;
 
 use crate::both_backends;
 use crate::helpers::{assert_error, TestApp};
@@ -92,23 +91,10 @@ async fn created_token_is_shown_once_and_stored_only_as_a_hash(app: TestApp) {
     assert!(!list.to_string().contains(&token));
 
     // The database holds a hash, never the token.
-    let stored: Vec<String> = if app.database_url.starts_with("sqlite") {
-        let mut conn = sqlx::SqliteConnection::connect(&app.database_url)
-            .await
-            .expect("open sqlite");
-        sqlx::query_scalar("SELECT token_hash FROM api_keys")
-            .fetch_all(&mut conn)
-            .await
-            .expect("query")
-    } else {
-        let mut conn = sqlx::PgConnection::connect(&app.database_url)
-            .await
-            .expect("open postgres");
-        sqlx::query_scalar("SELECT token_hash FROM api_keys")
-            .fetch_all(&mut conn)
-            .await
-            .expect("query")
-    };
+    let stored: Vec<String> = sqlx::query_scalar("SELECT token_hash FROM api_keys")
+        .fetch_all(&mut app.database().await)
+        .await
+        .expect("query");
     assert_eq!(stored.len(), 2);
     assert!(stored
         .iter()

@@ -161,6 +161,15 @@ impl TestApp {
         })
     }
 
+    /// A direct connection to the app's database, bypassing the API, for
+    /// checking what is stored (either backend, through sqlx's Any driver).
+    pub async fn database(&self) -> sqlx::AnyConnection {
+        sqlx::any::install_default_drivers();
+        sqlx::AnyConnection::connect(&self.database_url)
+            .await
+            .expect("open the test database")
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }

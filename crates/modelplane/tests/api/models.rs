@@ -668,37 +668,13 @@ async fn audit_events_are_filtered_and_scoped_by_key(app: TestApp) {
 
 async fn audit_events_are_append_only_in_the_database(app: TestApp) {
     app.create_model(seed()).await;
-    let (update, delete) = if app.database_url.starts_with("sqlite") {
-        use sqlx::Connection;
-        let mut c = sqlx::SqliteConnection::connect(&app.database_url)
-            .await
-            .expect("open");
-        (
-            sqlx::query("UPDATE audit_events SET action = 'forged'")
-                .execute(&mut c)
-                .await
-                .map(|_| ()),
-            sqlx::query("DELETE FROM audit_events")
-                .execute(&mut c)
-                .await
-                .map(|_| ()),
-        )
-    } else {
-        use sqlx::Connection;
-        let mut c = sqlx::PgConnection::connect(&app.database_url)
-            .await
-            .expect("open");
-        (
-            sqlx::query("UPDATE audit_events SET action = 'forged'")
-                .execute(&mut c)
-                .await
-                .map(|_| ()),
-            sqlx::query("DELETE FROM audit_events")
-                .execute(&mut c)
-                .await
-                .map(|_| ()),
-        )
-    };
+    let mut db = app.database().await;
+    let update = sqlx::query("UPDATE audit_events SET action = 'forged'")
+        .execute(&mut db)
+        .await;
+    let delete = sqlx::query("DELETE FROM audit_events")
+        .execute(&mut db)
+        .await;
     assert!(update.is_err_and(|e| e.to_string().contains("append-only")));
     assert!(delete.is_err_and(|e| e.to_string().contains("append-only")));
     let (_, audit) = app.get("/api/v1/audit-events?entity_type=model").await;

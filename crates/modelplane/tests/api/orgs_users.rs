@@ -253,27 +253,11 @@ async fn deleting_an_org_removes_its_data_but_keeps_its_audit_trail(app: TestApp
         "conflict",
     );
     // The deleted org's audit trail is still in the database.
-    let count: i64 = if app.database_url.starts_with("sqlite") {
-        use sqlx::Connection;
-        let mut c = sqlx::SqliteConnection::connect(&app.database_url)
-            .await
-            .expect("open");
-        sqlx::query_scalar("SELECT COUNT(*) FROM audit_events WHERE org_id = $1")
-            .bind(&org)
-            .fetch_one(&mut c)
-            .await
-            .expect("count")
-    } else {
-        use sqlx::Connection;
-        let mut c = sqlx::PgConnection::connect(&app.database_url)
-            .await
-            .expect("open");
-        sqlx::query_scalar("SELECT COUNT(*) FROM audit_events WHERE org_id = $1")
-            .bind(&org)
-            .fetch_one(&mut c)
-            .await
-            .expect("count")
-    };
+    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_events WHERE org_id = $1")
+        .bind(&org)
+        .fetch_one(&mut app.database().await)
+        .await
+        .expect("count");
     assert!(
         count >= 3,
         "org create, key create, model create and org delete are kept: {count}"
