@@ -41,11 +41,7 @@ async fn malformed_requests_get_clear_errors_and_write_nothing(app: TestApp) {
         StatusCode::UNSUPPORTED_MEDIA_TYPE,
         "unsupported_media_type",
     );
-    let huge = format!(
-        "{{\"model_id\":\"m\",\"provider\":\"p\",\"risk_tier\":\"tier_1\",\"description\":\"{}\"}}",
-        "x".repeat(2 * 1024 * 1024)
-    );
-    let got = raw(huge.into_bytes(), "application/json").await;
+    let got = oversize_post(&app).await;
     assert_error(&got, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
     let long = "x".repeat(10_001);
     let got = raw(
@@ -100,4 +96,48 @@ async fn malformed_requests_get_clear_errors_and_write_nothing(app: TestApp) {
     assert_eq!(history["total"], 1, "only the create was audited");
     let (_, list) = app.get("/api/v1/models").await;
     assert_eq!(list["total"], 1);
+}
+
+/// Posts a body announced as 2 MiB but sends only a little past the 1 MiB
+/// limit, then reads the answer. (A client that keeps writing after the
+/// server has answered 413 and closed would race the close.)
+async fn oversize_post(app: &TestApp) -> (StatusCode, serde_json::Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = app.base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let head = format!(
+        "POST /api/v1/models HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        app.token,
+        2 * 1024 * 1024
+    );
+    stream.write_all(head.as_bytes()).await.expect("write head");
+    let mut body =
+        br#"{"model_id":"m","provider":"p","risk_tier":"tier_1","description":""#.to_vec();
+    body.resize(1024 * 1024 + 16 * 1024, b'x');
+    stream.write_all(&body).await.expect("write body");
+    let mut response = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stream.read_to_end(&mut response),
+    )
+    .await;
+    assert!(
+        read.is_ok(),
+        "the server answers without waiting for the rest of the body"
+    );
+    let text = String::from_utf8_lossy(&response);
+    let status: u16 = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status line");
+    let json = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b)
+        .unwrap_or_default();
+    (
+        StatusCode::from_u16(status).expect("status"),
+        serde_json::from_str(json).unwrap_or(serde_json::Value::Null),
+    )
 }
