@@ -64,11 +64,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         let path = err.path().to_string();
         let inner = err.into_inner();
         let message = inner.to_string();
-        let field = if path.is_empty() || path == "." {
-            field_from_message(&message).unwrap_or_else(|| "body".to_owned())
-        } else {
-            path
-        };
+        let field = field_of(path, &message, "body");
         let message = strip_position(&message);
         if inner.is_syntax() || inner.is_eof() {
             ApiError::validation("body", format!("malformed JSON: {message}"))
@@ -76,6 +72,16 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             ApiError::validation(&field, message)
         }
     })
+}
+
+/// The field an error is about: its path, or for a missing or unknown field
+/// (where serde gives no path) the name in the message, else `whole`.
+fn field_of(path: String, message: &str, whole: &str) -> String {
+    if path.is_empty() || path == "." {
+        field_from_message(message).unwrap_or_else(|| whole.to_owned())
+    } else {
+        path
+    }
 }
 
 /// serde names a missing or unknown field only in its message.
@@ -111,11 +117,7 @@ where
             .map_err(|err| {
                 let path = err.path().to_string();
                 let message = err.into_inner().to_string();
-                let field = if path.is_empty() || path == "." {
-                    field_from_message(&message).unwrap_or_else(|| "query".to_owned())
-                } else {
-                    path
-                };
+                let field = field_of(path, &message, "query");
                 ApiError::validation(&field, message)
             })
     }

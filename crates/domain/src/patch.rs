@@ -23,14 +23,6 @@ impl<T> Patch<T> {
             Patch::Value(v) => Some(v),
         }
     }
-
-    pub fn as_ref(&self) -> Patch<&T> {
-        match self {
-            Patch::Absent => Patch::Absent,
-            Patch::Null => Patch::Null,
-            Patch::Value(v) => Patch::Value(v),
-        }
-    }
 }
 
 impl<'de, T: Deserialize<'de>> Deserialize<'de> for Patch<T> {

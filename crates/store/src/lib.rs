@@ -21,6 +21,8 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{Any, AnyPool, Executor, Transaction};
 
+/// Writes one audit event inside the caller's transaction.
+use audit::insert as insert_audit;
 pub use audit::AuditFilter;
 pub use keys::{KeyFilter, KeySort, NewApiKey};
 pub use models::{ModelCursor, ModelFilter, Modified};
@@ -243,11 +245,6 @@ fn prepare_sqlite_url(url: &str) -> Result<String> {
         format!("{query}&mode=rwc")
     };
     Ok(format!("sqlite://{path}?{query}"))
-}
-
-/// Writes one audit event inside the caller's transaction.
-async fn insert_audit(tx: &mut Transaction<'static, Any>, event: &AuditEvent) -> Result<()> {
-    audit::insert(tx, event).await
 }
 
 #[cfg(test)]

@@ -191,6 +191,17 @@ async fn write_tags(tx: &mut Transaction<'static, Any>, model: &Model) -> Result
     Ok(())
 }
 
+/// `SELECT` of one model of an org.
+fn select_model(org_id: Uuid, id: Uuid) -> Sql {
+    let mut sql = Sql::new("SELECT ");
+    sql.push(COLUMNS)
+        .push(" FROM models WHERE id = ")
+        .bind(id.to_string())
+        .push(" AND org_id = ")
+        .bind(org_id.to_string());
+    sql
+}
+
 /// The conditions on tier, status and provider, which `models` and
 /// `model_counts` both carry.
 fn push_facets(sql: &mut Sql, filter: &ModelFilter, providers: &Providers) {
@@ -391,12 +402,7 @@ impl Store {
     }
 
     pub async fn get_model(&self, org_id: Uuid, id: Uuid) -> Result<Option<Model>> {
-        let mut sql = Sql::new("SELECT ");
-        sql.push(COLUMNS)
-            .push(" FROM models WHERE id = ")
-            .bind(id.to_string())
-            .push(" AND org_id = ")
-            .bind(org_id.to_string());
+        let sql = select_model(org_id, id);
         let (text, args) = sql.build();
         let row = sqlx::query_with(&text, args)
             .fetch_optional(&self.pool)
@@ -492,12 +498,7 @@ impl Store {
         org_id: Uuid,
         id: Uuid,
     ) -> Result<Option<Model>> {
-        let mut sql = Sql::new("SELECT ");
-        sql.push(COLUMNS)
-            .push(" FROM models WHERE id = ")
-            .bind(id.to_string())
-            .push(" AND org_id = ")
-            .bind(org_id.to_string());
+        let mut sql = select_model(org_id, id);
         if self.backend == Backend::Postgres {
             sql.push(" FOR UPDATE");
         }
