@@ -20,6 +20,8 @@ pub enum ErrorCode {
     AlreadyExists(&'static str),
     VersionConflict,
     Conflict,
+    ConflictCode(&'static str),
+    BadRequest,
     PayloadTooLarge,
     UnsupportedMediaType,
     MethodNotAllowed,
@@ -35,7 +37,11 @@ impl ErrorCode {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
-            Self::AlreadyExists(_) | Self::VersionConflict | Self::Conflict => StatusCode::CONFLICT,
+            Self::AlreadyExists(_)
+            | Self::VersionConflict
+            | Self::Conflict
+            | Self::ConflictCode(_) => StatusCode::CONFLICT,
+            Self::BadRequest => StatusCode::BAD_REQUEST,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -54,6 +60,8 @@ impl ErrorCode {
             Self::AlreadyExists(entity) => format!("{entity}_already_exists"),
             Self::VersionConflict => "version_conflict".into(),
             Self::Conflict => "conflict".into(),
+            Self::ConflictCode(code) => code.into(),
+            Self::BadRequest => "bad_request".into(),
             Self::PayloadTooLarge => "payload_too_large".into(),
             Self::UnsupportedMediaType => "unsupported_media_type".into(),
             Self::MethodNotAllowed => "method_not_allowed".into(),
@@ -153,6 +161,16 @@ impl From<ServiceError> for ApiError {
                 )
             }
             ServiceError::Conflict(m) => ApiError::new(ErrorCode::Conflict, m),
+            ServiceError::ConflictCode {
+                code,
+                message,
+                details,
+            } => ApiError::new(ErrorCode::ConflictCode(code), message).with_details(details),
+            ServiceError::BadRequest(m) => ApiError::new(ErrorCode::BadRequest, m),
+            ServiceError::Secrets(m) => {
+                tracing::error!(error = %m, "secret store failure");
+                ApiError::new(ErrorCode::ServiceUnavailable, m)
+            }
             ServiceError::Storage(e) => {
                 tracing::error!(error = %e, "storage failure");
                 ApiError::new(ErrorCode::Internal, "internal error; see the server log")

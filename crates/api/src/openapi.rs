@@ -24,6 +24,8 @@ use crate::state::AppState;
         (name = "keys", description = "API keys"),
         (name = "models", description = "The governed model inventory"),
         (name = "audit", description = "The append-only audit trail"),
+        (name = "catalog", description = "The global catalog of models, shared by every org"),
+        (name = "ingestion", description = "Feeding the catalog from providers, aggregators and Hugging Face"),
     )
 )]
 struct ApiDoc;
@@ -52,6 +54,8 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .merge(routes::keys::router())
         .merge(routes::models::router())
         .merge(routes::audit::router())
+        .merge(routes::catalog::router())
+        .merge(routes::ingestion::router())
 }
 
 /// The document as served and committed: pretty JSON with a final newline.

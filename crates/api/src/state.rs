@@ -1,5 +1,6 @@
 use std::sync::Arc;
 
+use modelplane_service::ingestion::Ingestion;
 use modelplane_store::Store;
 
 use crate::metrics::HttpMetrics;
@@ -8,13 +9,15 @@ use crate::metrics::HttpMetrics;
 #[derive(Clone)]
 pub struct AppState {
     pub store: Store,
+    pub ingestion: Ingestion,
     pub metrics: Arc<HttpMetrics>,
 }
 
 impl AppState {
-    pub fn new(store: Store) -> Self {
+    pub fn new(store: Store, ingestion: Ingestion) -> Self {
         Self {
             store,
+            ingestion,
             metrics: Arc::new(HttpMetrics::new()),
         }
     }

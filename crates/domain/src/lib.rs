@@ -5,7 +5,9 @@
 //! relies on. Ids and timestamps are passed in by the service layer.
 
 pub mod audit;
+pub mod catalog;
 pub mod error;
+pub mod ingestion;
 pub mod key;
 pub mod model;
 pub mod org;

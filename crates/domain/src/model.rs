@@ -150,6 +150,8 @@ pub struct Model {
     pub version: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The catalog model this entry is linked to; its facts show under `catalog`.
+    pub catalog_id: Option<Uuid>,
 }
 
 pub const MODEL_ID_MAX: usize = 256;
@@ -182,6 +184,9 @@ pub struct ModelCreate {
     pub vendor: Option<String>,
     pub last_validated_at: Option<DateTime<Utc>>,
     pub next_review_at: Option<DateTime<Utc>>,
+    /// Links the entry to a catalog model; by default it links itself when
+    /// its (provider, model_id) resolves in the catalog.
+    pub catalog_id: Option<Uuid>,
 }
 
 /// The body of an update. Absent fields are left alone; `null` clears an
@@ -229,6 +234,10 @@ pub struct ModelChanges {
     #[serde(default)]
     #[schema(value_type = Option<DateTime<Utc>>)]
     pub next_review_at: Patch<Timestamp>,
+    /// Links to a catalog model; `null` unlinks.
+    #[serde(default)]
+    #[schema(value_type = Option<Uuid>)]
+    pub catalog_id: Patch<Uuid>,
     /// The version the change was based on; a stale one is refused with 409.
     pub expected_version: Option<i64>,
 }
@@ -360,6 +369,7 @@ pub fn new_model(
         version: 1,
         created_at: now,
         updated_at: now,
+        catalog_id: input.catalog_id,
     };
     check_independence(&model)?;
     Ok(model)
@@ -434,6 +444,7 @@ pub fn apply_changes(
     next.vendor = patch_text("vendor", changes.vendor, next.vendor, SHORT_TEXT_MAX)?;
     next.last_validated_at = changes.last_validated_at.apply_to(next.last_validated_at);
     next.next_review_at = changes.next_review_at.apply_to(next.next_review_at);
+    next.catalog_id = changes.catalog_id.apply_to(next.catalog_id);
     match changes.tags {
         Patch::Absent => {}
         Patch::Null => next.tags.clear(),

@@ -2,8 +2,14 @@
 //! (`MODELPLANE_*`, `__` for nesting) → command-line flags. Unknown keys are
 //! refused wherever they come from.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::time::Duration;
+
+use modelplane_domain::catalog::Source;
+use modelplane_service::ingestion::{IngestionSettings, Schedule, SourceConfig};
+use secrecy::ExposeSecret;
 
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
@@ -22,7 +28,7 @@ pub enum LogFormat {
     Json,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Address to listen on.
@@ -42,6 +48,111 @@ pub struct Config {
     /// How long shutdown waits for in-flight requests before giving up.
     #[serde(default = "default_shutdown_grace")]
     pub shutdown_grace_secs: u64,
+    /// The 32-byte key (64 hex digits or base64) that seals stored secrets.
+    /// Default: a key file `secret.key` created beside the SQLite database
+    /// (or under `./data` for PostgreSQL; replicas must share one key, so
+    /// set it explicitly there).
+    #[serde(default)]
+    pub secret_key: Option<SecretString>,
+    /// This replica's name, recorded on its ingestion runs (default: the host name).
+    #[serde(default)]
+    pub node: Option<String>,
+    #[serde(default)]
+    pub ingestion: IngestionConfig,
+    /// `[sources.<slug>]`, e.g. `[sources.openai-api]`; in the environment
+    /// `MODELPLANE_SOURCES__OPENAI_API__API_KEY` (slug upper-cased, `-` → `_`).
+    #[serde(default)]
+    pub sources: BTreeMap<String, SourceFile>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: default_listen(),
+            database_url: default_database_url(),
+            admin_token: None,
+            log_format: LogFormat::default(),
+            log_level: default_log_level(),
+            shutdown_grace_secs: default_shutdown_grace(),
+            secret_key: None,
+            node: None,
+            ingestion: IngestionConfig::default(),
+            sources: BTreeMap::new(),
+        }
+    }
+}
+
+/// `[ingestion]`: the engine as a whole.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestionConfig {
+    /// Whether this replica runs sources on their schedules.
+    pub scheduler: bool,
+    /// How often the scheduler looks for due sources, in seconds.
+    pub tick_secs: u64,
+    /// Complete runs in a row that must miss a model before it is marked as
+    /// no longer listed.
+    pub unlisted_after: i64,
+}
+
+impl Default for IngestionConfig {
+    fn default() -> Self {
+        IngestionConfig {
+            scheduler: true,
+            tick_secs: 30,
+            unlisted_after: 3,
+        }
+    }
+}
+
+/// `[sources.<slug>]`: one ingestion source. Every key is optional.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceFile {
+    /// The service's origin, e.g. `https://api.openai.com`.
+    pub base_url: Option<String>,
+    pub api_key: Option<SecretString>,
+    pub enabled: Option<bool>,
+    /// `daily` (default), `hourly`, `weekly`, `off`, or a duration like `6h`.
+    pub schedule: Option<String>,
+    /// Up to this many seconds of random delay past the due time (default 900).
+    pub jitter_secs: Option<u64>,
+    pub page_size: Option<u32>,
+    /// Stop a listing after this many pages (Hugging Face default: 20).
+    pub max_pages: Option<u32>,
+    /// Extra query parameters (Hugging Face: `author`, `filter`, `sort`, …).
+    pub params: Option<BTreeMap<String, String>>,
+    pub timeout_secs: Option<u64>,
+    /// Attempts per request, the first included (default 5).
+    pub max_attempts: Option<u32>,
+    /// First retry delay in milliseconds, doubled per retry (default 500).
+    pub backoff_ms: Option<u64>,
+    /// Longest single wait, `Retry-After` included, in milliseconds (default 60000).
+    pub max_backoff_ms: Option<u64>,
+}
+
+impl SourceFile {
+    /// Fields of `other` that are set win.
+    fn overlay(mut self, other: SourceFile) -> SourceFile {
+        macro_rules! take {
+            ($($f:ident),*) => { $( if other.$f.is_some() { self.$f = other.$f; } )* };
+        }
+        take!(
+            base_url,
+            api_key,
+            enabled,
+            schedule,
+            jitter_secs,
+            page_size,
+            max_pages,
+            params,
+            timeout_secs,
+            max_attempts,
+            backoff_ms,
+            max_backoff_ms
+        );
+        self
+    }
 }
 
 fn default_listen() -> SocketAddr {
@@ -79,6 +190,8 @@ pub enum ConfigError {
     #[error("config file {0} does not exist")]
     MissingFile(String),
     #[error("invalid configuration: {0}")]
+    Sources(String),
+    #[error("invalid configuration: {0}")]
     Invalid(Box<figment::Error>),
 }
 
@@ -94,8 +207,146 @@ impl Config {
         figment
             .merge(Env::prefixed(ENV_PREFIX).split("__"))
             .merge(Serialized::defaults(flags))
-            .extract()
+            .extract::<Config>()
             .map_err(|e| ConfigError::Invalid(Box::new(e)))
+            .and_then(|c| {
+                c.source_configs()?;
+                Ok(c)
+            })
+    }
+
+    /// The `[sources.*]` tables by source. `openai-api` (as TOML writes it)
+    /// and `openai_api` (as the environment does) name the same source; where
+    /// both set a key, the `_` form (the later layer) wins.
+    pub fn source_configs(&self) -> Result<BTreeMap<Source, SourceConfig>, ConfigError> {
+        let mut files: BTreeMap<Source, SourceFile> = BTreeMap::new();
+        let mut entries: Vec<(&String, &SourceFile)> = self.sources.iter().collect();
+        entries.sort_by_key(|(k, _)| k.contains('_'));
+        for (name, file) in entries {
+            let key = name.replace('-', "_").to_lowercase();
+            let source = Source::ALL
+                .into_iter()
+                .find(|s| s.config_key() == key)
+                .ok_or_else(|| {
+                    let valid: Vec<&str> = Source::ALL.iter().map(|s| s.as_str()).collect();
+                    ConfigError::Sources(format!(
+                        "unknown source [sources.{name}]; valid: {}",
+                        valid.join(", ")
+                    ))
+                })?;
+            let merged = files
+                .remove(&source)
+                .unwrap_or_default()
+                .overlay(file.clone());
+            files.insert(source, merged);
+        }
+        let mut out = BTreeMap::new();
+        for source in Source::ALL {
+            let file = files.remove(&source).unwrap_or_default();
+            let mut config = SourceConfig::default();
+            if source == Source::Huggingface {
+                // The Hub lists millions of repos: by default the most
+                // downloaded 20,000.
+                config.max_pages = Some(20);
+                config.params = vec![
+                    ("sort".into(), "downloads".into()),
+                    ("direction".into(), "-1".into()),
+                ];
+            }
+            let name = source.as_str();
+            if let Some(url) = file.base_url {
+                let parsed = url::Url::parse(&url).map_err(|e| {
+                    ConfigError::Sources(format!("sources.{name}.base_url {url:?}: {e}"))
+                })?;
+                if !matches!(parsed.scheme(), "http" | "https") {
+                    return Err(ConfigError::Sources(format!(
+                        "sources.{name}.base_url must be http or https"
+                    )));
+                }
+                config.base_url = Some(url);
+            }
+            config.api_key = file.api_key.map(|k| k.expose_secret().to_owned());
+            if let Some(enabled) = file.enabled {
+                config.enabled = enabled;
+            }
+            if let Some(schedule) = file.schedule {
+                config.schedule = Schedule::parse(&schedule).ok_or_else(|| {
+                    ConfigError::Sources(format!(
+                        "sources.{name}.schedule {schedule:?}: use daily, hourly, weekly, off, or a duration of at least 1m such as 6h"
+                    ))
+                })?;
+            }
+            if let Some(j) = file.jitter_secs {
+                config.jitter = Duration::from_secs(j);
+            }
+            if file.page_size.is_some() {
+                config.page_size = file.page_size;
+            }
+            if file.max_pages.is_some() {
+                config.max_pages = file.max_pages.filter(|n| *n > 0);
+            }
+            if let Some(params) = file.params {
+                config.params = params.into_iter().collect();
+            }
+            if let Some(t) = file.timeout_secs {
+                config.timeout = Duration::from_secs(t.max(1));
+            }
+            if let Some(n) = file.max_attempts {
+                config.max_attempts = n.max(1);
+            }
+            if let Some(ms) = file.backoff_ms {
+                config.backoff = Duration::from_millis(ms);
+            }
+            if let Some(ms) = file.max_backoff_ms {
+                config.max_backoff = Duration::from_millis(ms);
+            }
+            out.insert(source, config);
+        }
+        Ok(out)
+    }
+
+    /// The ingestion engine's settings; `HF_ENDPOINT` and `HF_TOKEN` are read
+    /// from the environment, as the Hugging Face ecosystem does.
+    pub fn ingestion_settings(&self) -> Result<IngestionSettings, ConfigError> {
+        Ok(IngestionSettings {
+            sources: self.source_configs()?,
+            unlisted_after: self.ingestion.unlisted_after.max(1),
+            node: self.node_name(),
+            scheduler: self.ingestion.scheduler,
+            tick: Duration::from_secs(self.ingestion.tick_secs.max(1)),
+            hf_endpoint: std::env::var("HF_ENDPOINT").ok().filter(|v| !v.is_empty()),
+            hf_token: std::env::var("HF_TOKEN").ok().filter(|v| !v.is_empty()),
+        })
+    }
+
+    /// `node`, else the host name, else `modelplane`.
+    pub fn node_name(&self) -> String {
+        self.node
+            .clone()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .or_else(|| {
+                std::fs::read_to_string("/etc/hostname")
+                    .ok()
+                    .map(|h| h.trim().to_owned())
+            })
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| "modelplane".to_owned())
+    }
+
+    /// Where the default secret key file lives: beside the SQLite database,
+    /// else `./data/secret.key`.
+    pub fn secret_key_file(&self) -> std::path::PathBuf {
+        let path = self
+            .database_url
+            .strip_prefix("sqlite://")
+            .or_else(|| self.database_url.strip_prefix("sqlite:"))
+            .map(|rest| rest.split('?').next().unwrap_or(rest))
+            .filter(|p| !p.is_empty() && !p.starts_with(':'));
+        match path.and_then(|p| Path::new(p).parent()) {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.join("secret.key"),
+            Some(_) => std::path::PathBuf::from("secret.key"),
+            None => std::path::PathBuf::from("data/secret.key"),
+        }
     }
 }
 

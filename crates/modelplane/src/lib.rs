@@ -14,6 +14,8 @@ use tokio_util::sync::CancellationToken;
 
 use modelplane_api::AppState;
 use modelplane_service::auth;
+use modelplane_service::ingestion::Ingestion;
+use modelplane_service::secrets::SecretBox;
 use modelplane_store::Store;
 
 pub use config::Config;
@@ -22,7 +24,19 @@ pub use config::Config;
 pub struct Application {
     listener: TcpListener,
     store: Store,
+    ingestion: Ingestion,
     shutdown_grace: Duration,
+}
+
+/// The key that seals stored secrets: configured, or the key file beside the
+/// data (created on first use).
+pub fn secret_box(config: &Config) -> anyhow::Result<SecretBox> {
+    use secrecy::ExposeSecret;
+    match &config.secret_key {
+        Some(key) => Ok(SecretBox::parse(key.expose_secret())
+            .map_err(|e| anyhow::anyhow!("secret_key: {e}"))?),
+        None => Ok(SecretBox::load_or_create(&config.secret_key_file())?),
+    }
 }
 
 impl Application {
@@ -37,10 +51,17 @@ impl Application {
                 tracing::info!("fresh database: created the default org and a superadmin key from MODELPLANE_ADMIN_TOKEN");
             }
         }
+        let ingestion = Ingestion::new(
+            store.clone(),
+            config.ingestion_settings()?,
+            Some(secret_box(config)?),
+        );
+        ingestion.recover().await?;
         let listener = TcpListener::bind(config.listen).await?;
         Ok(Self {
             listener,
             store,
+            ingestion,
             shutdown_grace: Duration::from_secs(config.shutdown_grace_secs),
         })
     }
@@ -58,7 +79,8 @@ impl Application {
     pub async fn run_until(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let addr = self.local_addr()?;
         tracing::info!(address = %addr, backend = self.store.backend().as_str(), "modelplane listening on http://{addr}");
-        let app = modelplane_api::router(AppState::new(self.store.clone()));
+        self.ingestion.spawn_scheduler();
+        let app = modelplane_api::router(AppState::new(self.store.clone(), self.ingestion.clone()));
         let stop = shutdown.clone();
         let server = axum::serve(self.listener, app)
             .with_graceful_shutdown(async move { stop.cancelled().await });
@@ -69,6 +91,7 @@ impl Application {
                 tracing::warn!("in-flight requests did not finish within {grace:?}; stopping anyway");
             }
         }
+        self.ingestion.shutdown().await;
         self.store.close().await;
         tracing::info!("modelplane stopped");
         Ok(())

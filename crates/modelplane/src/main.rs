@@ -43,6 +43,12 @@ enum Command {
     },
     /// Print the OpenAPI document.
     Openapi,
+    /// Run one ingestion source now, with a progress bar (e.g. `modelplane ingest openai-api`).
+    Ingest {
+        /// openai-api, anthropic-api, google-api, mistral-api, cohere-api, xai-api,
+        /// huggingface, deprecations-info, models-dev, openrouter, litellm-prices.
+        source: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -113,6 +119,77 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!(key_id = %key.id, org_id = %key.org_id, "created superadmin key");
             print(&format!("{token}\n"))
         }
+        Command::Ingest { source } => ingest(&config, &source).await,
         Command::Openapi => Ok(()),
     }
+}
+
+/// `modelplane ingest <source>`: one run in this process, with a progress
+/// bar on stderr; exits non-zero when the run fails.
+async fn ingest(config: &Config, source: &str) -> anyhow::Result<()> {
+    use indicatif::{ProgressBar, ProgressStyle};
+    use modelplane_domain::ingestion::{RunStatus, RunTrigger};
+    use modelplane_service::ingestion::{parse_source, Ingestion, Progress};
+
+    let source = parse_source(source).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let store = Store::connect(&config.database_url)
+        .await
+        .context("connecting to the database")?;
+    store.migrate().await.context("applying migrations")?;
+    let mut settings = config.ingestion_settings()?;
+    // Its own node name, so a server on this host never mistakes the CLI's
+    // run for one it left behind.
+    settings.node = format!("{}-cli-{}", settings.node, std::process::id());
+    let secrets = modelplane::secret_box(config)?;
+    let engine = Ingestion::new(store.clone(), settings, Some(secrets));
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    bar.set_message(format!("{}: fetching…", source.as_str()));
+    let shown = bar.clone();
+    let progress = std::sync::Arc::new(move |p: Progress| match p {
+        Progress::Fetched { records, changed } => shown.set_message(format!(
+            "{}: fetched {records} records, {changed} new or changed",
+            source.as_str()
+        )),
+        Progress::Applying { done, total } => {
+            if shown.length() != Some(total) {
+                shown.set_length(total);
+                shown.set_style(
+                    ProgressStyle::with_template("{bar:40} {pos}/{len} applied {msg}")
+                        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                );
+            }
+            shown.set_position(done);
+        }
+    });
+    let run = engine
+        .run_now(source, RunTrigger::Cli, Some(progress))
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"));
+    bar.finish_and_clear();
+    store.close().await;
+    let run = run?;
+    let summary = format!(
+        "run {} of {}: {} — {} added, {} updated, {} unchanged, {} unlisted{}\n",
+        run.id,
+        run.source.as_str(),
+        run.status.as_str(),
+        run.models_added,
+        run.models_updated,
+        run.models_unchanged,
+        run.models_unlisted,
+        run.error_message
+            .as_deref()
+            .map(|m| format!(" ({m})"))
+            .unwrap_or_default()
+    );
+    print(&summary)?;
+    if run.status != RunStatus::Completed {
+        anyhow::bail!("ingestion of {} failed", run.source.as_str());
+    }
+    Ok(())
 }

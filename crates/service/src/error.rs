@@ -10,6 +10,8 @@ pub enum Entity {
     User,
     ApiKey,
     Model,
+    CatalogModel,
+    IngestionRun,
 }
 
 impl Entity {
@@ -19,6 +21,8 @@ impl Entity {
             Entity::User => "user",
             Entity::ApiKey => "api_key",
             Entity::Model => "model",
+            Entity::CatalogModel => "catalog_model",
+            Entity::IngestionRun => "ingestion_run",
         }
     }
 }
@@ -35,6 +39,12 @@ pub enum ServiceError {
     AlreadyExists { entity: Entity, message: String },
     #[error(transparent)]
     Validation(#[from] ValidationError),
+    /// A request the seed answers with `bad_request` (e.g. an unknown source).
+    #[error("{0}")]
+    BadRequest(String),
+    /// A secret could not be sealed or opened (no or wrong encryption key).
+    #[error("{0}")]
+    Secrets(String),
     #[error(transparent)]
     InvalidTransition(#[from] InvalidTransition),
     #[error("version {expected} is stale; the current version is {current}")]
@@ -42,6 +52,13 @@ pub enum ServiceError {
     /// A write refused because of the state of other data.
     #[error("{0}")]
     Conflict(String),
+    /// A conflict with its own stable code (e.g. `ingestion_run_in_progress`).
+    #[error("{message}")]
+    ConflictCode {
+        code: &'static str,
+        message: String,
+        details: serde_json::Value,
+    },
     #[error(transparent)]
     Storage(#[from] StoreError),
 }

@@ -7,10 +7,13 @@
 //! knows HTTP or SQL.
 
 pub mod auth;
+pub mod catalog;
 pub mod error;
+pub mod ingestion;
 pub mod keys;
 pub mod models;
 pub mod orgs;
+pub mod secrets;
 pub mod users;
 
 pub use auth::Principal;

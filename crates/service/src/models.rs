@@ -1,17 +1,47 @@
+use std::collections::HashMap;
+
 use futures::Stream;
 use uuid::Uuid;
 
 use modelplane_domain::audit::{diff, AuditAction, AuditEvent, EntityType};
+use modelplane_domain::catalog::CatalogModel;
 use modelplane_domain::key::Scope;
 use modelplane_domain::model::{
     apply_changes, new_model, Model, ModelChanges, ModelCreate, TagsMode,
 };
+use modelplane_domain::model::{LONG_TEXT_MAX, SHORT_TEXT_MAX};
 use modelplane_domain::page::Page;
 use modelplane_domain::time::now;
 use modelplane_store::{AuditFilter, ModelFilter, Modified, Store, StoreError};
 
 use crate::error::{Entity, Result, ServiceError};
 use crate::{new_id, Listed, Principal};
+
+/// The catalog model an explicit `catalog_id` names, or a validation error.
+async fn linked(store: &Store, id: Uuid) -> Result<CatalogModel> {
+    store.get_catalog(id).await?.ok_or_else(|| {
+        modelplane_domain::ValidationError::new("catalog_id", "no catalog model has this id").into()
+    })
+}
+
+/// At most `max` characters of `text`.
+fn clip(text: &str, max: usize) -> String {
+    text.chars().take(max).collect()
+}
+
+/// The catalog models the given inventory entries link to, by id.
+pub async fn catalog_of(store: &Store, models: &[Model]) -> Result<HashMap<Uuid, CatalogModel>> {
+    let ids: Vec<Uuid> = models.iter().filter_map(|m| m.catalog_id).collect();
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    Ok(store
+        .catalog_by_ids(&ids)
+        .await?
+        .into_iter()
+        .map(|m| (m.id, m))
+        .collect())
+}
 
 fn event(
     p: &Principal,
@@ -55,7 +85,31 @@ pub async fn get(store: &Store, p: &Principal, id: Uuid) -> Result<Model> {
 
 pub async fn create(store: &Store, p: &Principal, input: ModelCreate) -> Result<Model> {
     p.require(Scope::RegistryWrite)?;
-    let model = new_model(input, new_id(), p.org_id, now())?;
+    let inherit_name = input.display_name.is_none();
+    let inherit_description = input.description.is_none();
+    let explicit = input.catalog_id;
+    // Validate first: nothing unchecked reaches a catalog lookup.
+    let mut model = new_model(input, new_id(), p.org_id, now())?;
+    let link = match explicit {
+        Some(id) => Some(linked(store, id).await?),
+        None => crate::catalog::link_for(store, &model.provider, &model.model_id).await?,
+    };
+    if let Some(entry) = &link {
+        // The entry inherits the catalog's names unless the org gives its own.
+        model.catalog_id = Some(entry.id);
+        if inherit_name {
+            if let Some(name) = entry.facts.display_name.as_deref() {
+                model.display_name = clip(name, SHORT_TEXT_MAX);
+            }
+        }
+        if inherit_description {
+            model.description = entry
+                .facts
+                .description
+                .as_deref()
+                .map(|d| clip(d, LONG_TEXT_MAX));
+        }
+    }
     let audit = event(p, None, Some(&model), AuditAction::Create);
     match store.insert_model(&model, &audit).await {
         Ok(()) => Ok(model),
@@ -93,6 +147,9 @@ pub async fn update(
         }
         (a, b) => a.or(b),
     };
+    if let modelplane_domain::patch::Patch::Value(catalog_id) = changes.catalog_id {
+        linked(store, catalog_id).await?;
+    }
     let outcome = store
         .modify_model(p.org_id, id, |current| {
             check_version(expected, &current)?;

@@ -78,7 +78,7 @@ pub(crate) async fn insert_many(
                 .bind(changes)
                 .push(")");
         }
-        let (text, args) = sql.build();
+        let (text, args) = sql.build_for(crate::backend_of(tx));
         sqlx::query_with(&text, args).execute(&mut **tx).await?;
     }
     Ok(())

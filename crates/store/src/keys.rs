@@ -162,7 +162,7 @@ impl Store {
         if orgs > 0 {
             return Ok(false);
         }
-        let (text, args) = crate::orgs::insert_statement(org).build();
+        let (text, args) = crate::orgs::insert_statement(org).build_for(self.backend);
         sqlx::query_with(&text, args).execute(&mut *tx).await?;
         insert_key(&mut tx, key).await?;
         for event in audit {

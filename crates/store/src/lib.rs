@@ -8,6 +8,8 @@
 //! and audit events are made above this layer.
 
 mod audit;
+mod catalog;
+mod ingestion;
 mod keys;
 mod models;
 mod orgs;
@@ -24,6 +26,11 @@ use sqlx::{Any, AnyPool, Executor, Transaction};
 /// Writes one audit event inside the caller's transaction.
 use audit::insert as insert_audit;
 pub use audit::AuditFilter;
+pub use catalog::{
+    BatchCounts, CatalogFilter, CatalogSort, CatalogSortKey, Folded, Incoming, Listing,
+    ListingState, ProviderSummary, ResolveCandidate,
+};
+pub use ingestion::RunFilter;
 pub use keys::{KeyFilter, KeySort, NewApiKey};
 pub use models::{ModelCursor, ModelFilter, Modified};
 pub use users::UserFilter;
@@ -130,12 +137,20 @@ impl Store {
             .acquire_timeout(Duration::from_secs(10))
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
+                    if backend == Backend::Postgres {
+                        // Plan every statement with the table sizes of the
+                        // moment: a generic plan cached while a table was
+                        // empty (a first bulk import) stays a sequential scan
+                        // for the life of the connection.
+                        conn.execute("SET plan_cache_mode = force_custom_plan")
+                            .await?;
+                    }
                     if backend == Backend::Sqlite {
                         conn.execute(
                             "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; \
                              PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL; \
                              PRAGMA cache_size = -32768; PRAGMA mmap_size = 1073741824; \
-                             PRAGMA temp_store = MEMORY;",
+                             PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = 4000;",
                         )
                         .await?;
                     }
@@ -170,6 +185,26 @@ impl Store {
         Ok(())
     }
 
+    /// Merges the full-text indexes' segments into one (SQLite FTS5
+    /// `optimize`), which makes searches read one doclist per word instead
+    /// of one per segment. Worth it after bulk writes (imports, large
+    /// ingestion runs); it holds the write lock while it runs. PostgreSQL's
+    /// GIN indexes need nothing.
+    pub async fn optimize_search(&self) -> Result<()> {
+        if self.backend == Backend::Sqlite {
+            for table in ["models_fts", "catalog_fts"] {
+                let mut tx = self.begin_write().await?;
+                sqlx::query(&format!(
+                    "INSERT INTO {table} ({table}) VALUES ('optimize')"
+                ))
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Whether the database answers.
     pub async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
@@ -195,7 +230,7 @@ impl Store {
     /// in one transaction. Returns whether a row was touched.
     async fn write_audited(&self, statement: sql::Sql, audit: &AuditEvent) -> Result<bool> {
         let mut tx = self.begin_write().await?;
-        let (text, args) = statement.build();
+        let (text, args) = statement.build_for(self.backend);
         let done = sqlx::query_with(&text, args).execute(&mut *tx).await?;
         if done.rows_affected() == 0 {
             return Ok(false);
@@ -212,11 +247,11 @@ impl Store {
         list: sql::Sql,
         decode: fn(&sqlx::any::AnyRow) -> Result<T>,
     ) -> Result<(i64, Vec<T>)> {
-        let (text, args) = count.build();
+        let (text, args) = count.build_for(self.backend);
         let total: i64 = sqlx::query_scalar_with(&text, args)
             .fetch_one(&self.pool)
             .await?;
-        let (text, args) = list.build();
+        let (text, args) = list.build_for(self.backend);
         let rows = sqlx::query_with(&text, args).fetch_all(&self.pool).await?;
         Ok((total, rows.iter().map(decode).collect::<Result<_>>()?))
     }
@@ -245,6 +280,15 @@ fn prepare_sqlite_url(url: &str) -> Result<String> {
         format!("{query}&mode=rwc")
     };
     Ok(format!("sqlite://{path}?{query}"))
+}
+
+/// The backend a transaction runs on.
+pub(crate) fn backend_of(tx: &Transaction<'static, Any>) -> Backend {
+    if tx.backend_name().eq_ignore_ascii_case("sqlite") {
+        Backend::Sqlite
+    } else {
+        Backend::Postgres
+    }
 }
 
 #[cfg(test)]

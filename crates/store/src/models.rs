@@ -32,14 +32,14 @@ pub struct ModelFilter {
 
 /// What became of a read-modify-write.
 #[derive(Debug)]
-pub enum Modified<E> {
+pub enum Modified<E, T = Model> {
     NotFound,
     /// The decision refused the change; nothing was written.
     Rejected(E),
     /// The decision found nothing to change; nothing was written.
-    Unchanged(Model),
+    Unchanged(T),
     /// Written (for a delete: the row as it was).
-    Written(Model),
+    Written(T),
 }
 
 /// Where a keyset scan of the inventory continues: after this `seq`.
@@ -80,6 +80,7 @@ fn from_row(row: &AnyRow) -> Result<Model> {
         version: rows::int(row, "version")?,
         created_at: rows::time(row, "created_at")?,
         updated_at: rows::time(row, "updated_at")?,
+        catalog_id: rows::opt_uuid(row, "catalog_id")?,
     })
 }
 
@@ -92,7 +93,7 @@ const SQLITE_BATCH_JSON: &str = "SELECT json_group_array(json_object(\
     'limitations', limitations, 'developer', developer, 'validator', validator, 'vendor', vendor, \
     'last_validated_at', last_validated_at, 'next_review_at', next_review_at, \
     'last_seen_at', last_seen_at, 'version', version, 'created_at', created_at, \
-    'updated_at', updated_at, 'seq', seq))";
+    'updated_at', updated_at, 'catalog_id', catalog_id, 'seq', seq))";
 const POSTGRES_BATCH_JSON: &str = "SELECT json_agg(json_build_object(\
     'id', id, 'org_id', org_id, 'model_id', model_id, 'provider', provider, \
     'display_name', display_name, 'risk_tier', risk_tier, 'validation_status', validation_status, \
@@ -100,7 +101,7 @@ const POSTGRES_BATCH_JSON: &str = "SELECT json_agg(json_build_object(\
     'limitations', limitations, 'developer', developer, 'validator', validator, 'vendor', vendor, \
     'last_validated_at', last_validated_at, 'next_review_at', next_review_at, \
     'last_seen_at', last_seen_at, 'version', version, 'created_at', created_at, \
-    'updated_at', updated_at, 'seq', seq))::text";
+    'updated_at', updated_at, 'catalog_id', catalog_id, 'seq', seq))::text";
 
 /// A model as the batch JSON carries it: stored representations.
 #[derive(serde::Deserialize)]
@@ -126,6 +127,7 @@ struct ModelJson {
     version: i64,
     created_at: i64,
     updated_at: i64,
+    catalog_id: Option<String>,
     seq: i64,
 }
 
@@ -158,6 +160,7 @@ impl TryFrom<ModelJson> for Model {
             version: r.version,
             created_at: from_micros(r.created_at),
             updated_at: from_micros(r.updated_at),
+            catalog_id: r.catalog_id.as_deref().map(rows::parse_uuid).transpose()?,
         })
     }
 }
@@ -166,7 +169,7 @@ impl TryFrom<ModelJson> for Model {
 const COLUMNS: &str = "id, org_id, model_id, provider, display_name, risk_tier, \
     validation_status, owner, description, tags, intended_use, limitations, developer, \
     validator, vendor, last_validated_at, next_review_at, last_seen_at, version, \
-    created_at, updated_at";
+    created_at, updated_at, catalog_id";
 
 fn tags_json(model: &Model) -> Result<String> {
     serde_json::to_string(&model.tags).map_err(|e| StoreError::Corrupt(format!("model tags: {e}")))
@@ -230,11 +233,20 @@ fn sqlite_match(org_id: Uuid, filter: &ModelFilter, terms: &[String]) -> String 
     if let Some(s) = filter.validation_status {
         scope.push(format!("\"status{}\"", s.as_str().replace('_', "")));
     }
+    for (key, value) in &filter.tags {
+        scope.push(format!("\"{}\"", tag_token(key, value)));
+    }
     format!(
         "scope : ({}) AND {{fts_model_id fts_display_name fts_description}} : ({})",
         scope.join(" AND "),
         search::fts5_query(terms)
     )
+}
+
+/// The full-text word of one tag, as the `models_fts` triggers write it:
+/// `tag` + hex(key) + `x` + hex(value) (the index folds case).
+fn tag_token(key: &str, value: &str) -> String {
+    format!("tag{}x{}", hex::encode(key), hex::encode(value))
 }
 
 /// Restricts a newest-first scan to rows strictly after `after`.
@@ -287,6 +299,8 @@ fn push_model_values(sql: &mut Sql, model: &Model, tiebreak: i64) -> Result<()> 
         .bind(micros(&model.created_at))
         .push(", ")
         .bind(micros(&model.updated_at))
+        .push(", ")
+        .bind(model.catalog_id.map(|id| id.to_string()))
         .push(", ");
     push_seq(sql, micros(&model.created_at), tiebreak);
     sql.push(")");
@@ -313,7 +327,7 @@ async fn insert_row(tx: &mut Transaction<'static, Any>, model: &Model) -> Result
     let mut sql = Sql::new("INSERT INTO models (");
     sql.push(COLUMNS).push(", seq) VALUES ");
     push_model_values(&mut sql, model, 0)?;
-    let (text, args) = sql.build();
+    let (text, args) = sql.build_for(crate::backend_of(tx));
     sqlx::query_with(&text, args).execute(&mut **tx).await?;
     Ok(())
 }
@@ -369,7 +383,7 @@ impl Store {
                 previous = Some((created, tiebreak));
                 push_model_values(&mut sql, m, tiebreak)?;
             }
-            let (text, args) = sql.build();
+            let (text, args) = sql.build_for(self.backend);
             sqlx::query_with(&text, args).execute(&mut *tx).await?;
             let tags: Vec<(&Model, &String, &String)> = chunk
                 .iter()
@@ -392,7 +406,7 @@ impl Store {
                         .bind((*v).clone())
                         .push(")");
                 }
-                let (text, args) = sql.build();
+                let (text, args) = sql.build_for(self.backend);
                 sqlx::query_with(&text, args).execute(&mut *tx).await?;
             }
         }
@@ -403,7 +417,7 @@ impl Store {
 
     pub async fn get_model(&self, org_id: Uuid, id: Uuid) -> Result<Option<Model>> {
         let sql = select_model(org_id, id);
-        let (text, args) = sql.build();
+        let (text, args) = sql.build_for(self.backend);
         let row = sqlx::query_with(&text, args)
             .fetch_optional(&self.pool)
             .await?;
@@ -433,8 +447,8 @@ impl Store {
             "UPDATE models SET display_name = $1, risk_tier = $2, validation_status = $3, \
              owner = $4, description = $5, tags = $6, intended_use = $7, limitations = $8, \
              developer = $9, validator = $10, vendor = $11, last_validated_at = $12, \
-             next_review_at = $13, version = $14, updated_at = $15 \
-             WHERE id = $16 AND org_id = $17",
+             next_review_at = $13, version = $14, updated_at = $15, catalog_id = $16 \
+             WHERE id = $17 AND org_id = $18",
         )
         .bind(next.display_name.clone())
         .bind(next.risk_tier.as_str())
@@ -451,6 +465,7 @@ impl Store {
         .bind(opt_micros(&next.next_review_at))
         .bind(next.version)
         .bind(micros(&next.updated_at))
+        .bind(next.catalog_id.map(|id| id.to_string()))
         .bind(next.id.to_string())
         .bind(next.org_id.to_string())
         .execute(&mut *tx)
@@ -502,7 +517,7 @@ impl Store {
         if self.backend == Backend::Postgres {
             sql.push(" FOR UPDATE");
         }
-        let (text, args) = sql.build();
+        let (text, args) = sql.build_for(self.backend);
         let row = sqlx::query_with(&text, args)
             .fetch_optional(&mut **tx)
             .await?;
@@ -550,7 +565,7 @@ impl Store {
         let terms = filter.search.as_deref().map(search::terms);
         match (&terms, self.backend) {
             (Some(terms), Backend::Sqlite) => {
-                sql.push(" WHERE seq IN (SELECT rowid FROM models_fts WHERE models_fts MATCH ")
+                sql.push(" WHERE seq IN (SELECT -rowid FROM models_fts WHERE models_fts MATCH ")
                     .bind(sqlite_match(org_id, filter, terms))
                     .push(") AND org_id = ")
                     .bind(org_id.to_string());
@@ -570,10 +585,20 @@ impl Store {
         self.push_row_filters(sql, org_id, filter);
     }
 
-    /// The filters only the model rows can answer: owner and tags.
+    /// Whether the full-text match of this filter already decides its tags
+    /// (SQLite searches carry them as index words).
+    fn tags_in_match(&self, filter: &ModelFilter) -> bool {
+        self.backend == Backend::Sqlite && filter.search.is_some()
+    }
+
+    /// The filters only the model rows can answer: owner, and tags where the
+    /// full-text match does not carry them.
     fn push_row_filters(&self, sql: &mut Sql, org_id: Uuid, filter: &ModelFilter) {
         if let Some(owner) = &filter.owner {
             sql.push(" AND lower(owner) = ").bind(owner.to_lowercase());
+        }
+        if self.tags_in_match(filter) {
+            return;
         }
         for (key, value) in &filter.tags {
             sql.push(" AND EXISTS (SELECT 1 FROM model_tags t WHERE t.model_pk = models.id AND t.org_id = ")
@@ -587,13 +612,10 @@ impl Store {
     }
 
     /// Whether a SQLite search can be counted from the full-text index
-    /// alone: its org, tier and status are tokens there; provider, owner and
-    /// tags are not.
+    /// alone: its org, tier, status and tags are words there; provider and
+    /// owner are not.
     fn index_only_search(filter: &ModelFilter, providers: &Providers) -> bool {
-        filter.search.is_some()
-            && matches!(providers, Providers::Any)
-            && filter.owner.is_none()
-            && filter.tags.is_empty()
+        filter.search.is_some() && matches!(providers, Providers::Any) && filter.owner.is_none()
     }
 
     /// Resolves the provider filter; None when the filter can match nothing,
@@ -625,7 +647,7 @@ impl Store {
             let terms = search::terms(filter.search.as_deref().unwrap_or_default());
             let mut sql = Sql::new("SELECT COUNT(*) FROM models_fts WHERE models_fts MATCH ");
             sql.bind(sqlite_match(org_id, filter, &terms));
-            let (text, args) = sql.build();
+            let (text, args) = sql.build_for(self.backend);
             return Ok(sqlx::query_scalar_with(&text, args)
                 .fetch_one(&self.pool)
                 .await?);
@@ -644,7 +666,7 @@ impl Store {
             self.push_filter(&mut sql, org_id, filter, providers);
             sql
         };
-        let (text, args) = count.build();
+        let (text, args) = count.build_for(self.backend);
         Ok(sqlx::query_scalar_with(&text, args)
             .fetch_one(&self.pool)
             .await?)
@@ -665,12 +687,13 @@ impl Store {
             return Ok((total, Vec::new()));
         }
         let list = if self.backend == Backend::Sqlite && filter.search.is_some() {
-            // Walk the full-text matches in list order (their rowid is `seq`)
-            // and stop at the page: no sort, no scan of all matches.
+            // Walk the full-text matches in list order (their rowid is -seq, so
+            // newest first is ascending) and stop at the page: no sort, no scan of
+            // all matches.
             let terms = search::terms(filter.search.as_deref().unwrap_or_default());
             let mut sql = Sql::new("SELECT ");
             sql.push(COLUMNS)
-                .push(" FROM models_fts CROSS JOIN models ON models.seq = models_fts.rowid WHERE models_fts MATCH ")
+                .push(" FROM models_fts CROSS JOIN models ON models.seq = -models_fts.rowid WHERE models_fts MATCH ")
                 .bind(sqlite_match(org_id, filter, &terms))
                 .push(" AND org_id = ")
                 .bind(org_id.to_string());
@@ -678,7 +701,7 @@ impl Store {
                 sql.push(" AND provider IN ").bind_list(list.clone());
             }
             self.push_row_filters(&mut sql, org_id, filter);
-            sql.push(" ORDER BY models_fts.rowid DESC").page(page);
+            sql.push(" ORDER BY models_fts.rowid").page(page);
             sql
         } else {
             let mut sql = Sql::new("SELECT ");
@@ -687,7 +710,7 @@ impl Store {
             sql.push(" ORDER BY seq DESC").page(page);
             sql
         };
-        let (text, args) = list.build();
+        let (text, args) = list.build_for(self.backend);
         let rows = sqlx::query_with(&text, args).fetch_all(&self.pool).await?;
         Ok((total, rows.iter().map(from_row).collect::<Result<_>>()?))
     }
@@ -717,7 +740,7 @@ impl Store {
         sql.push(" ORDER BY seq DESC LIMIT ")
             .bind(batch)
             .push(") batch");
-        let (text, args) = sql.build();
+        let (text, args) = sql.build_for(self.backend);
         let json: Option<String> = sqlx::query_scalar_with(&text, args)
             .fetch_one(&self.pool)
             .await?;
@@ -746,7 +769,7 @@ impl Store {
         push_after(&mut sql, after);
         sql.push(" ORDER BY seq DESC LIMIT 1 OFFSET ")
             .bind(batch - 1);
-        let (text, args) = sql.build();
+        let (text, args) = sql.build_for(self.backend);
         let seq: Option<i64> = sqlx::query_scalar_with(&text, args)
             .fetch_optional(&self.pool)
             .await?;

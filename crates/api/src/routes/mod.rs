@@ -1,7 +1,9 @@
 pub mod audit;
+pub mod catalog;
 pub mod docs;
 pub mod fallback;
 pub mod health;
+pub mod ingestion;
 pub mod keys;
 pub mod models;
 pub mod orgs;

@@ -23,6 +23,7 @@ use modelplane_service::{models, orgs};
 use modelplane_store::ModelFilter;
 
 use super::audit::AuditList;
+use super::catalog::CatalogModelBody;
 use crate::error::{ApiError, ApiResult, ErrorBody, ErrorCode};
 use crate::extract::{ApiJson, ApiQuery, Auth, IdPath, IfMatch};
 use crate::state::AppState;
@@ -115,16 +116,43 @@ pub struct ModelList {
     pub total: i64,
     pub limit: i64,
     pub offset: i64,
-    pub models: Vec<Model>,
+    pub models: Vec<ModelBody>,
+}
+
+/// An inventory entry: the org's own fields, and where it links to the
+/// catalog, the catalog's facts under `catalog` (the org's fields, such as
+/// `display_name` and `description`, win where both exist).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ModelBody {
+    #[serde(flatten)]
+    pub model: Model,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub catalog: Option<CatalogModelBody>,
+}
+
+/// The bodies of `models`, each with its catalog facts.
+async fn bodies(s: &AppState, models: Vec<Model>) -> ApiResult<Vec<ModelBody>> {
+    let catalog = models::catalog_of(&s.store, &models).await?;
+    Ok(models
+        .into_iter()
+        .map(|model| {
+            let entry = model.catalog_id.and_then(|id| catalog.get(&id).cloned());
+            ModelBody {
+                model,
+                catalog: entry.map(CatalogModelBody::from),
+            }
+        })
+        .collect())
 }
 
 /// The response of one model, with its version as `ETag` for `If-Match`.
-fn with_etag(model: Model) -> Response {
+async fn with_etag(s: &AppState, model: Model) -> ApiResult<Response> {
     let mut headers = HeaderMap::new();
     if let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", model.version)) {
         headers.insert(ETAG, v);
     }
-    (headers, Json(model)).into_response()
+    let body = bodies(s, vec![model]).await?.pop();
+    Ok((headers, Json(body)).into_response())
 }
 
 /// Lists the org's models, newest first, with the filtered total.
@@ -150,34 +178,33 @@ async fn list_models(
         total: listed.total,
         limit: page.limit,
         offset: page.offset,
-        models: listed.items,
+        models: bodies(&s, listed.items).await?,
     }))
 }
 
 /// Registers a model. `model_id`, `provider` and `risk_tier` are required.
 #[utoipa::path(post, path = "/api/v1/models", tag = "models", request_body = ModelCreate,
     security(("bearer" = []), ("api_key" = [])),
-    responses((status = 201, body = Model), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody, description = "model_already_exists")))]
+    responses((status = 201, body = ModelBody), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody, description = "model_already_exists")))]
 async fn create_model(
     State(s): State<AppState>,
     Auth(p): Auth,
     ApiJson(body): ApiJson<ModelCreate>,
 ) -> ApiResult<(StatusCode, Response)> {
-    Ok((
-        StatusCode::CREATED,
-        with_etag(models::create(&s.store, &p, body).await?),
-    ))
+    let model = models::create(&s.store, &p, body).await?;
+    Ok((StatusCode::CREATED, with_etag(&s, model).await?))
 }
 
 #[utoipa::path(get, path = "/api/v1/models/{id}", tag = "models", params(("id" = uuid::Uuid, Path)),
     security(("bearer" = []), ("api_key" = [])),
-    responses((status = 200, body = Model), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody, description = "model_not_found")))]
+    responses((status = 200, body = ModelBody), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody, description = "model_not_found")))]
 async fn get_model(
     State(s): State<AppState>,
     Auth(p): Auth,
     IdPath(id): IdPath,
 ) -> ApiResult<Response> {
-    Ok(with_etag(models::get(&s.store, &p, id).await?))
+    let model = models::get(&s.store, &p, id).await?;
+    with_etag(&s, model).await
 }
 
 /// Partial update; `tags` replaces the whole map. Send `If-Match: <version>`
@@ -185,7 +212,7 @@ async fn get_model(
 #[utoipa::path(put, path = "/api/v1/models/{id}", tag = "models", params(("id" = uuid::Uuid, Path), ("If-Match" = Option<String>, Header, description = "The version the edit is based on")),
     request_body = ModelChanges,
     security(("bearer" = []), ("api_key" = [])),
-    responses((status = 200, body = Model), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "version_conflict"), (status = 422, body = ErrorBody, description = "invalid_status_transition")))]
+    responses((status = 200, body = ModelBody), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "version_conflict"), (status = 422, body = ErrorBody, description = "invalid_status_transition")))]
 async fn replace_model(
     State(s): State<AppState>,
     Auth(p): Auth,
@@ -193,16 +220,15 @@ async fn replace_model(
     IfMatch(v): IfMatch,
     ApiJson(body): ApiJson<ModelChanges>,
 ) -> ApiResult<Response> {
-    Ok(with_etag(
-        models::update(&s.store, &p, id, body, TagsMode::Replace, v).await?,
-    ))
+    let model = models::update(&s.store, &p, id, body, TagsMode::Replace, v).await?;
+    with_etag(&s, model).await
 }
 
 /// Partial update; `tags` merges, a null value removing that key.
 #[utoipa::path(patch, path = "/api/v1/models/{id}", tag = "models", params(("id" = uuid::Uuid, Path), ("If-Match" = Option<String>, Header, description = "The version the edit is based on")),
     request_body = ModelChanges,
     security(("bearer" = []), ("api_key" = [])),
-    responses((status = 200, body = Model), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "version_conflict"), (status = 422, body = ErrorBody, description = "invalid_status_transition")))]
+    responses((status = 200, body = ModelBody), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "version_conflict"), (status = 422, body = ErrorBody, description = "invalid_status_transition")))]
 async fn patch_model(
     State(s): State<AppState>,
     Auth(p): Auth,
@@ -210,9 +236,8 @@ async fn patch_model(
     IfMatch(v): IfMatch,
     ApiJson(body): ApiJson<ModelChanges>,
 ) -> ApiResult<Response> {
-    Ok(with_etag(
-        models::update(&s.store, &p, id, body, TagsMode::Merge, v).await?,
-    ))
+    let model = models::update(&s.store, &p, id, body, TagsMode::Merge, v).await?;
+    with_etag(&s, model).await
 }
 
 /// Removes a model from the inventory; its history stays.

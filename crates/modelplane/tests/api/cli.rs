@@ -19,6 +19,8 @@ fn command(dir: &std::path::Path) -> Command {
         }
     }
     cmd.env("RUST_LOG", "info");
+    // No scheduled ingestion: tests never reach the internet.
+    cmd.env("MODELPLANE_INGESTION__SCHEDULER", "false");
     cmd
 }
 
@@ -247,4 +249,89 @@ fn json_logs_on_request() {
         .expect("log line");
     let parsed: serde_json::Value = serde_json::from_str(line).expect("a JSON log line");
     assert_eq!(parsed["message"], "migrations applied");
+}
+
+/// `modelplane ingest <source>` runs one source to the end against a local
+/// fixture of deprecations.info, reports the run, and fails loudly when the
+/// source does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_runs_one_source_from_the_cli_and_exits_non_zero_when_it_fails() {
+    use axum::routing::get;
+    let records = serde_json::json!([
+        {"provider": "OpenAI", "model_id": "gpt-4-0613", "announcement_date": "2025-04-14",
+         "shutdown_date": "2025-07-14", "deprecation_date": "2025-04-14",
+         "replacement_models": ["gpt-4.1"], "deprecation_context": "Legacy GPT-4",
+         "url": "https://platform.openai.com/docs/deprecations", "content_hash": "0123456789abcdef",
+         "scraped_at": "2026-07-24T02:00:00+00:00", "first_observed": "2025-04-14", "last_observed": "2026-07-24"},
+        {"provider": "Anthropic", "model_id": "claude-3-opus-20240229", "announcement_date": "2025-06-30",
+         "shutdown_date": "2099-01-05", "deprecation_date": "2025-06-30", "replacement_models": null,
+         "deprecation_context": "", "url": "https://docs.anthropic.com/deprecations",
+         "content_hash": "fedcba9876543210", "scraped_at": "2026-07-24T02:00:00+00:00",
+         "first_observed": "2025-06-30", "last_observed": "2026-07-24"}
+    ]);
+    let ok = axum::Router::new().route(
+        "/v1/deprecations.json",
+        get(move || {
+            let records = records.clone();
+            async move { axum::Json(records) }
+        }),
+    );
+    let good = crate::helpers::serve_fixture(ok).await;
+    let failing = axum::Router::new().route(
+        "/v1/deprecations.json",
+        get(|| async { (axum::http::StatusCode::BAD_GATEWAY, "upstream down") }),
+    );
+    let bad = crate::helpers::serve_fixture(failing).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = format!("sqlite://{}", dir.path().join("mp.db").display());
+
+    let run = |base: String, source: &'static str| {
+        let mut cmd = command(dir.path());
+        cmd.arg("--database-url")
+            .arg(&db)
+            .arg("ingest")
+            .arg(source)
+            .env("MODELPLANE_SOURCES__DEPRECATIONS_INFO__BASE_URL", base)
+            .env("MODELPLANE_SOURCES__DEPRECATIONS_INFO__MAX_ATTEMPTS", "2")
+            .env("MODELPLANE_SOURCES__DEPRECATIONS_INFO__BACKOFF_MS", "5");
+        tokio::task::spawn_blocking(move || cmd.output().expect("run modelplane ingest"))
+    };
+    let out = run(good.clone(), "deprecations-info")
+        .await
+        .expect("joined");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "stdout: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("deprecations-info: completed — 2 added"),
+        "{stdout}"
+    );
+
+    let again = run(good, "deprecations-info").await.expect("joined");
+    let stdout = String::from_utf8_lossy(&again.stdout);
+    assert!(
+        stdout.contains("0 added, 0 updated, 2 unchanged"),
+        "{stdout}"
+    );
+
+    let failed = run(bad, "deprecations-info").await.expect("joined");
+    assert!(!failed.status.success());
+    let stdout = String::from_utf8_lossy(&failed.stdout);
+    assert!(
+        stdout.contains("failed") && stdout.contains("HTTP 502"),
+        "{stdout}"
+    );
+
+    let unknown = run(String::from("http://127.0.0.1:9"), "nope")
+        .await
+        .expect("joined");
+    assert!(!unknown.status.success());
+    let stderr = String::from_utf8_lossy(&unknown.stderr);
+    assert!(
+        stderr.contains("unknown source") && stderr.contains("openai-api"),
+        "{stderr}"
+    );
 }

@@ -75,7 +75,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     shutdown: CancellationToken,
     server: Option<tokio::task::JoinHandle<()>>,
-    _db: TestDb,
+    pub config: Config,
+    _db: Option<TestDb>,
 }
 
 impl Drop for TestApp {
@@ -132,15 +133,71 @@ impl TestApp {
     /// Starts the server exactly as `modelplane serve` does, bootstrapped
     /// with [`ADMIN_TOKEN`] as its superadmin key.
     pub async fn spawn(backend: Backend) -> Option<TestApp> {
+        Self::spawn_with(backend, |_| {}).await
+    }
+
+    /// [`TestApp::spawn`] with the test's own configuration changes. The
+    /// scheduler is off and no source reaches the internet: every source's
+    /// base URL points at a closed local port unless the test sets it.
+    pub async fn spawn_with(
+        backend: Backend,
+        configure: impl FnOnce(&mut Config),
+    ) -> Option<TestApp> {
         let (database_url, db) = fresh_database(backend).await?;
-        let config = Config {
+        let mut config = Config {
             listen: "127.0.0.1:0".parse().expect("addr"),
             database_url: database_url.clone(),
             admin_token: Some(SecretString::from(ADMIN_TOKEN)),
             log_format: LogFormat::Human,
             log_level: "warn".to_owned(),
             shutdown_grace_secs: 5,
+            secret_key: Some(SecretString::from("11".repeat(32))),
+            ..Config::default()
         };
+        config.ingestion.scheduler = false;
+        for source in modelplane_domain::catalog::Source::ALL {
+            config.sources.insert(
+                source.as_str().to_owned(),
+                modelplane::config::SourceFile {
+                    base_url: Some("http://127.0.0.1:9".to_owned()),
+                    max_attempts: Some(1),
+                    ..Default::default()
+                },
+            );
+        }
+        configure(&mut config);
+        Some(Self::start(config, db).await)
+    }
+
+    /// Stops the server gracefully and starts it again on the same database
+    /// with the same configuration (a new port).
+    pub async fn restart(mut self) -> TestApp {
+        self.shutdown.cancel();
+        if let Some(server) = self.server.take() {
+            let _ = server.await;
+        }
+        let db = self._db.take().expect("database held");
+        Self::start(self.config.clone(), db).await
+    }
+
+    /// A second replica: another server on the same database, with its own
+    /// node name.
+    pub async fn replica(&self, node: &str) -> TestApp {
+        let mut config = self.config.clone();
+        config.node = Some(node.to_owned());
+        let mut app = Self::start_on(config).await;
+        app._db = None;
+        app
+    }
+
+    async fn start(config: Config, db: TestDb) -> TestApp {
+        let mut app = Self::start_on(config).await;
+        app._db = Some(db);
+        app
+    }
+
+    async fn start_on(config: Config) -> TestApp {
+        let database_url = config.database_url.clone();
         let app = Application::build(&config)
             .await
             .expect("application builds");
@@ -150,15 +207,16 @@ impl TestApp {
         let server = tokio::spawn(async move {
             let _ = app.run_until(stop).await;
         });
-        Some(TestApp {
+        TestApp {
             base: format!("http://{addr}"),
             token: ADMIN_TOKEN.to_owned(),
             database_url,
             client: reqwest::Client::new(),
             shutdown,
             server: Some(server),
-            _db: db,
-        })
+            config,
+            _db: None,
+        }
     }
 
     /// A direct connection to the app's database, bypassing the API, for
@@ -264,6 +322,40 @@ pub fn assert_error(got: &(StatusCode, Value), status: StatusCode, code: &str) {
         "body: {}",
         got.1
     );
+}
+
+/// Runs each named test, an `async fn(Backend)` that spawns its own app
+/// (usually with [`TestApp::spawn_with`]), against SQLite and PostgreSQL.
+#[macro_export]
+macro_rules! both_backends_with {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                use $crate::helpers::Backend;
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    super::$name(Backend::Sqlite).await;
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    super::$name(Backend::Postgres).await;
+                }
+            }
+        )*
+    };
+}
+
+/// Starts `router` on 127.0.0.1:0 and returns its origin: a local fixture
+/// server speaking an outside service's wire format.
+pub async fn serve_fixture(router: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind fixture server");
+    let addr = listener.local_addr().expect("fixture address");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    format!("http://{addr}")
 }
 
 /// Runs each named test against SQLite and PostgreSQL: `name::sqlite` and

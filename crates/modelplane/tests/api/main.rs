@@ -5,6 +5,7 @@ mod helpers;
 
 mod auth;
 mod bad_input;
+mod catalog;
 mod cli;
 mod export;
 mod models;

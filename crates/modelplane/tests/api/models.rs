@@ -514,6 +514,16 @@ async fn list_filters_search_and_paginates_newest_first(app: TestApp) {
         &["gpt-4o"],
     )
     .await;
+    // Search with tags alone is decided by the full-text index on SQLite
+    // (tags are index words there): same answers as the row filters.
+    check("?search=gpt&tag=bu:retail", &["gpt-4o"]).await;
+    check("?search=gpt&tag=bu:retail&tag=env:prod", &[]).await;
+    check(
+        "?search=sonnet&tag=bu:retail&tag=env:prod",
+        &["claude-3-5-sonnet"],
+    )
+    .await;
+    check("?search=gpt&tag=bu:other", &[]).await;
 
     let (_, page) = app.get("/api/v1/models?limit=2&offset=1").await;
     assert_eq!(ids(&page), ["claude-3-5-sonnet", "gpt-4o-mini"]);

@@ -1,0 +1,1251 @@
+//! The global catalog: models, aliases, per-source listings and history.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
+use uuid::Uuid;
+
+use modelplane_domain::catalog::{
+    filter_token, Alias, CatalogChange, CatalogModel, ChangeAction, FieldChange, FilterKind,
+    Lifecycle, ModelFacts, Provenance, Provider, Source,
+};
+use modelplane_domain::page::Page;
+use modelplane_domain::search;
+use modelplane_domain::time::Timestamp;
+
+use crate::rows::{self, micros};
+use crate::sql::Sql;
+use crate::{Backend, Result, Store, StoreError};
+
+/// Filters of the catalog list; all optional, all ANDed.
+#[derive(Debug, Clone, Default)]
+pub struct CatalogFilter {
+    pub provider: Option<String>,
+    pub family: Option<String>,
+    /// A modality the model takes in or puts out.
+    pub modality: Option<String>,
+    pub capability: Option<String>,
+    pub lifecycle: Option<Lifecycle>,
+    pub open_weights: Option<bool>,
+    pub min_context_window: Option<i64>,
+    pub max_input_price: Option<f64>,
+    pub listed: Option<bool>,
+    pub search: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CatalogSortKey {
+    #[default]
+    Name,
+    ReleaseDate,
+    Price,
+    ContextWindow,
+    Downloads,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CatalogSort {
+    pub key: CatalogSortKey,
+    pub descending: bool,
+}
+
+/// What one source last said about one model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Listing {
+    pub source: String,
+    pub credentials: Vec<String>,
+    pub missed_runs: i64,
+    pub first_listed_at: Timestamp,
+    pub changed_at: Timestamp,
+    pub raw: serde_json::Value,
+}
+
+/// A catalog provider with its model count.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProviderSummary {
+    pub slug: String,
+    pub name: String,
+    pub models: i64,
+}
+
+/// A model a resolve query may mean: the model and the alias that matched.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResolveCandidate {
+    pub model: CatalogModel,
+    pub matched: String,
+    pub matched_source: String,
+}
+
+/// A source's listing state of one model, for miss accounting.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListingState {
+    pub hash: String,
+    pub missed_runs: i64,
+}
+
+/// One changed record of a run, to fold into the catalog.
+#[derive(Debug, Clone)]
+pub struct Incoming {
+    pub provider: String,
+    pub model_id: String,
+    pub facts: ModelFacts,
+    pub aliases: Vec<Alias>,
+    pub raw: String,
+    pub hash: String,
+    pub credential: Option<String>,
+}
+
+impl Incoming {
+    pub fn key(&self) -> String {
+        modelplane_domain::catalog::model_key(&self.provider, &self.model_id)
+    }
+}
+
+/// What the service decided for one incoming record, given the current model.
+#[derive(Debug, Clone)]
+pub struct Folded {
+    pub model: CatalogModel,
+    pub action: Option<ChangeAction>,
+    pub changes: Vec<FieldChange>,
+}
+
+/// The counts of one applied batch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BatchCounts {
+    pub added: i64,
+    pub updated: i64,
+    pub unchanged: i64,
+}
+
+const COLUMNS: &str = "id, provider, model_id, facts, provenance, listed, first_seen_at, \
+     last_seen_at, updated_at";
+
+/// `last_seen_at` as the API shows it: the stored time, or later when a
+/// source that still lists the model has completed a run since.
+const LAST_SEEN: &str = "(SELECT MAX(s.last_success_at) FROM catalog_listings l \
+     JOIN ingestion_sources s ON s.source = l.source \
+     WHERE l.catalog_id = catalog_models.id AND l.missed_runs = 0) AS seen_since";
+
+fn from_row(row: &AnyRow) -> Result<CatalogModel> {
+    let facts: ModelFacts = serde_json::from_str(&rows::text(row, "facts")?)
+        .map_err(|e| StoreError::Corrupt(format!("catalog facts: {e}")))?;
+    let provenance: Provenance = serde_json::from_str(&rows::text(row, "provenance")?)
+        .map_err(|e| StoreError::Corrupt(format!("catalog provenance: {e}")))?;
+    let mut last_seen_at = rows::time(row, "last_seen_at")?;
+    if let Ok(Some(since)) = row.try_get::<Option<i64>, _>("seen_since") {
+        last_seen_at = last_seen_at.max(modelplane_domain::time::from_micros(since));
+    }
+    Ok(CatalogModel {
+        id: rows::uuid(row, "id")?,
+        provider: rows::text(row, "provider")?,
+        model_id: rows::text(row, "model_id")?,
+        facts,
+        provenance,
+        listed: rows::int(row, "listed")? != 0,
+        first_seen_at: rows::time(row, "first_seen_at")?,
+        last_seen_at,
+        updated_at: rows::time(row, "updated_at")?,
+    })
+}
+
+fn json<T: serde::Serialize>(value: &T, what: &str) -> Result<String> {
+    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+/// Pushes the values of one catalog model row (the columns of `UPSERT_HEAD`).
+fn push_model_values(sql: &mut Sql, m: &CatalogModel) -> Result<()> {
+    let f = &m.facts;
+    sql.push("(")
+        .bind(m.id.to_string())
+        .push(", ")
+        .bind(m.provider.clone())
+        .push(", ")
+        .bind(m.model_id.clone())
+        .push(", ")
+        .bind(modelplane_domain::catalog::normalize(&m.model_id))
+        .push(", ")
+        .bind(m.display_name().to_owned())
+        .push(", ")
+        .bind(f.family.clone())
+        .push(", ")
+        .bind(f.description.clone())
+        .push(", ")
+        .bind(m.lifecycle().as_str())
+        .push(", ")
+        .bind(f.open_weights.map(i64::from))
+        .push(", ")
+        .bind(f.context_window)
+        .push(", ")
+        .bind_f64(f.pricing.as_ref().and_then(|p| p.input))
+        .push(", ")
+        .bind(f.release_date.clone())
+        .push(", ")
+        .bind(f.downloads)
+        .push(", ")
+        .bind(m.tokens())
+        .push(", ")
+        .bind(json(&m.facts, "facts")?)
+        .push(", ")
+        .bind(json(&m.provenance, "provenance")?)
+        .push(", ")
+        .bind(i64::from(m.listed))
+        .push(", ")
+        .bind(micros(&m.first_seen_at))
+        .push(", ")
+        .bind(micros(&m.last_seen_at))
+        .push(", ")
+        .bind(micros(&m.updated_at))
+        .push(")");
+    Ok(())
+}
+
+const UPSERT_HEAD: &str = "INSERT INTO catalog_models (id, provider, model_id, normalized, \
+     display_name, family, description, lifecycle, open_weights, context_window, input_price, \
+     release_date, downloads, tokens, facts, provenance, listed, first_seen_at, last_seen_at, \
+     updated_at) VALUES ";
+
+const UPSERT_TAIL: &str = " ON CONFLICT (provider, model_id) DO UPDATE SET \
+     normalized = excluded.normalized, display_name = excluded.display_name, \
+     family = excluded.family, description = excluded.description, \
+     lifecycle = excluded.lifecycle, open_weights = excluded.open_weights, \
+     context_window = excluded.context_window, input_price = excluded.input_price, \
+     release_date = excluded.release_date, downloads = excluded.downloads, \
+     tokens = excluded.tokens, facts = excluded.facts, provenance = excluded.provenance, \
+     listed = excluded.listed, last_seen_at = excluded.last_seen_at, \
+     updated_at = excluded.updated_at";
+
+async fn upsert_models(tx: &mut Transaction<'static, Any>, models: &[&CatalogModel]) -> Result<()> {
+    for chunk in models.chunks(200) {
+        let mut sql = Sql::new(UPSERT_HEAD);
+        for (i, m) in chunk.iter().enumerate() {
+            if i > 0 {
+                sql.push(", ");
+            }
+            push_model_values(&mut sql, m)?;
+        }
+        sql.push(UPSERT_TAIL);
+        let (text, args) = sql.build_for(crate::backend_of(tx));
+        sqlx::query_with(&text, args).execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// One history row: which model, which run and source, what changed.
+struct ChangeRow {
+    catalog_id: Uuid,
+    run_id: Option<i64>,
+    source: String,
+    action: ChangeAction,
+    changes: String,
+    at: Timestamp,
+}
+
+impl ChangeRow {
+    fn new(
+        catalog_id: Uuid,
+        run_id: Option<i64>,
+        source: &str,
+        action: ChangeAction,
+        changes: &[FieldChange],
+        at: Timestamp,
+    ) -> Result<ChangeRow> {
+        Ok(ChangeRow {
+            catalog_id,
+            run_id,
+            source: source.to_owned(),
+            action,
+            changes: json(&changes, "changes")?,
+            at,
+        })
+    }
+}
+
+async fn insert_changes(tx: &mut Transaction<'static, Any>, rows: &[ChangeRow]) -> Result<()> {
+    for chunk in rows.chunks(400) {
+        let mut sql = Sql::new(
+            "INSERT INTO catalog_changes (catalog_id, run_id, source, action, changes, at) VALUES ",
+        );
+        for (i, row) in chunk.iter().enumerate() {
+            if i > 0 {
+                sql.push(", ");
+            }
+            sql.push("(")
+                .bind(row.catalog_id.to_string())
+                .push(", ")
+                .bind(row.run_id)
+                .push(", ")
+                .bind(row.source.clone())
+                .push(", ")
+                .bind(row.action.as_str())
+                .push(", ")
+                .bind(row.changes.clone())
+                .push(", ")
+                .bind(micros(&row.at))
+                .push(")");
+        }
+        let (text, args) = sql.build_for(crate::backend_of(tx));
+        sqlx::query_with(&text, args).execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+async fn insert_aliases(tx: &mut Transaction<'static, Any>, rows: &[(Uuid, Alias)]) -> Result<()> {
+    for chunk in rows.chunks(400) {
+        let mut sql =
+            Sql::new("INSERT INTO catalog_aliases (catalog_id, alias, source, normalized) VALUES ");
+        for (i, (id, alias)) in chunk.iter().enumerate() {
+            if i > 0 {
+                sql.push(", ");
+            }
+            sql.push("(")
+                .bind(id.to_string())
+                .push(", ")
+                .bind(alias.alias.clone())
+                .push(", ")
+                .bind(alias.source.clone())
+                .push(", ")
+                .bind(modelplane_domain::catalog::normalize(&alias.alias))
+                .push(")");
+        }
+        sql.push(" ON CONFLICT DO NOTHING");
+        let (text, args) = sql.build_for(crate::backend_of(tx));
+        sqlx::query_with(&text, args).execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+async fn ensure_providers(
+    tx: &mut Transaction<'static, Any>,
+    slugs: &BTreeSet<String>,
+) -> Result<()> {
+    if slugs.is_empty() {
+        return Ok(());
+    }
+    let mut sql = Sql::new("INSERT INTO catalog_providers (slug, name) VALUES ");
+    for (i, slug) in slugs.iter().enumerate() {
+        if i > 0 {
+            sql.push(", ");
+        }
+        let name = Provider::known(slug)
+            .map(|p| p.name)
+            .unwrap_or_else(|| slug.clone());
+        sql.push("(")
+            .bind(slug.clone())
+            .push(", ")
+            .bind(name)
+            .push(")");
+    }
+    sql.push(" ON CONFLICT DO NOTHING");
+    let (text, args) = sql.build_for(crate::backend_of(tx));
+    sqlx::query_with(&text, args).execute(&mut **tx).await?;
+    Ok(())
+}
+
+impl Store {
+    /// The filtered total and one page of the catalog.
+    /// The filtered total and one page of the catalog. Without a `sort`, a
+    /// search or filter walks the index in catalog order (the order models
+    /// were first ingested; for the Hub, by downloads) and stops at the page,
+    /// and a plain list is by name.
+    pub async fn list_catalog(
+        &self,
+        filter: &CatalogFilter,
+        sort: Option<CatalogSort>,
+        page: Page,
+    ) -> Result<(i64, Vec<CatalogModel>)> {
+        let terms = filter.search.as_deref().map(search::terms);
+        if terms.as_ref().is_some_and(|t| t.is_empty()) {
+            return Ok((0, Vec::new()));
+        }
+        let tokens = filter_groups(filter);
+        let indexed = terms.is_some() || !tokens.is_empty();
+        let index_only = self.backend == Backend::Sqlite
+            && indexed
+            && filter.min_context_window.is_none()
+            && filter.max_input_price.is_none()
+            && filter.listed.is_none()
+            && filter.provider.as_deref().is_none_or(is_plain)
+            && filter.family.as_deref().is_none_or(is_plain);
+        let mut count = if index_only {
+            // Every condition is a word of the full-text index: count there.
+            Sql::new("SELECT COUNT(*) FROM catalog_fts WHERE catalog_fts MATCH ")
+        } else {
+            Sql::new("SELECT COUNT(*) FROM ")
+        };
+        let mut list = Sql::new("SELECT ");
+        list.push(COLUMNS).push(", ").push(LAST_SEEN).push(" FROM ");
+        if index_only {
+            count.bind(sqlite_match(terms.as_deref(), &tokens));
+        } else {
+            self.push_catalog_filter(&mut count, filter, terms.as_deref(), &tokens);
+        }
+        self.push_catalog_filter(&mut list, filter, terms.as_deref(), &tokens);
+        match sort {
+            Some(sort) => list.push(order_by(sort)),
+            None if indexed && self.backend == Backend::Sqlite => {
+                list.push(" ORDER BY catalog_fts.rowid")
+            }
+            None if indexed => list.push(" ORDER BY catalog_models.seq"),
+            None => list.push(order_by(CatalogSort::default())),
+        };
+        list.page(page);
+        self.page(count, list, from_row).await
+    }
+
+    fn push_catalog_filter(
+        &self,
+        sql: &mut Sql,
+        filter: &CatalogFilter,
+        terms: Option<&[String]>,
+        tokens: &[Vec<String>],
+    ) {
+        let indexed = terms.is_some() || !tokens.is_empty();
+        match self.backend {
+            Backend::Sqlite if indexed => {
+                sql.push("catalog_fts CROSS JOIN catalog_models ON catalog_models.seq = catalog_fts.rowid WHERE catalog_fts MATCH ")
+                    .bind(sqlite_match(terms, tokens));
+            }
+            Backend::Postgres if indexed => {
+                let mut parts: Vec<String> = tokens
+                    .iter()
+                    .map(|alternatives| format!("({})", alternatives.join(" | ")))
+                    .collect();
+                if let Some(terms) = terms {
+                    parts.push(search::tsquery(terms));
+                }
+                sql.push("catalog_models WHERE search @@ to_tsquery('simple', ")
+                    .bind(parts.join(" & "))
+                    .push(")");
+            }
+            _ => {
+                sql.push("catalog_models WHERE 1 = 1");
+            }
+        }
+        // Exact rechecks where a column holds the value and its index word
+        // dropped punctuation.
+        if let Some(p) = filter.provider.as_deref().filter(|p| !is_plain(p)) {
+            sql.push(" AND provider = ").bind(p.to_lowercase());
+        }
+        if let Some(f) = filter.family.as_deref().filter(|f| !is_plain(f)) {
+            sql.push(" AND lower(family) = ").bind(f.to_lowercase());
+        }
+        if let Some(n) = filter.min_context_window {
+            sql.push(" AND context_window >= ").bind(n);
+        }
+        if let Some(p) = filter.max_input_price {
+            sql.push(" AND input_price <= ").bind(p);
+        }
+        if let Some(listed) = filter.listed {
+            sql.push(" AND listed = ").bind(i64::from(listed));
+        }
+    }
+
+    pub async fn get_catalog(&self, id: Uuid) -> Result<Option<CatalogModel>> {
+        let mut sql = Sql::new("SELECT ");
+        sql.push(COLUMNS)
+            .push(", ")
+            .push(LAST_SEEN)
+            .push(" FROM catalog_models WHERE id = ")
+            .bind(id.to_string());
+        let (text, args) = sql.build_for(self.backend);
+        let row = sqlx::query_with(&text, args)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(from_row).transpose()
+    }
+
+    /// The catalog models with these ids (those that exist).
+    pub async fn catalog_by_ids(&self, ids: &[Uuid]) -> Result<Vec<CatalogModel>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(500) {
+            let mut sql = Sql::new("SELECT ");
+            sql.push(COLUMNS)
+                .push(", ")
+                .push(LAST_SEEN)
+                .push(" FROM catalog_models WHERE id IN ")
+                .bind_list(chunk.iter().map(Uuid::to_string));
+            let (text, args) = sql.build_for(self.backend);
+            let rows = sqlx::query_with(&text, args).fetch_all(&self.pool).await?;
+            for r in &rows {
+                out.push(from_row(r)?);
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn get_catalog_by_key(
+        &self,
+        provider: &str,
+        model_id: &str,
+    ) -> Result<Option<CatalogModel>> {
+        let mut sql = Sql::new("SELECT ");
+        sql.push(COLUMNS)
+            .push(", ")
+            .push(LAST_SEEN)
+            .push(" FROM catalog_models WHERE provider = ")
+            .bind(provider.to_owned())
+            .push(" AND model_id = ")
+            .bind(model_id.to_owned());
+        let (text, args) = sql.build_for(self.backend);
+        let row = sqlx::query_with(&text, args)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(from_row).transpose()
+    }
+
+    pub async fn catalog_aliases(&self, id: Uuid) -> Result<Vec<Alias>> {
+        let rows = sqlx::query(
+            "SELECT alias, source FROM catalog_aliases WHERE catalog_id = $1 ORDER BY alias, source",
+        )
+        .bind(id.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Alias::new(
+                    rows::text(r, "alias")?,
+                    rows::text(r, "source")?,
+                ))
+            })
+            .collect()
+    }
+
+    pub async fn catalog_listings(&self, id: Uuid) -> Result<Vec<Listing>> {
+        let rows = sqlx::query(
+            "SELECT source, credentials, missed_runs, first_listed_at, changed_at, raw \
+             FROM catalog_listings WHERE catalog_id = $1 ORDER BY source",
+        )
+        .bind(id.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Listing {
+                    source: rows::text(r, "source")?,
+                    credentials: serde_json::from_str(&rows::text(r, "credentials")?)
+                        .map_err(|e| StoreError::Corrupt(format!("credentials: {e}")))?,
+                    missed_runs: rows::int(r, "missed_runs")?,
+                    first_listed_at: rows::time(r, "first_listed_at")?,
+                    changed_at: rows::time(r, "changed_at")?,
+                    raw: serde_json::from_str(&rows::text(r, "raw")?)
+                        .map_err(|e| StoreError::Corrupt(format!("raw listing: {e}")))?,
+                })
+            })
+            .collect()
+    }
+
+    /// A catalog model's history, newest first.
+    pub async fn catalog_history(&self, id: Uuid, page: Page) -> Result<(i64, Vec<CatalogChange>)> {
+        let mut count = Sql::new("SELECT COUNT(*) FROM catalog_changes WHERE catalog_id = ");
+        count.bind(id.to_string());
+        let mut list = Sql::new(
+            "SELECT id, catalog_id, run_id, source, action, changes, at FROM catalog_changes WHERE catalog_id = ",
+        );
+        list.bind(id.to_string())
+            .push(" ORDER BY id DESC")
+            .page(page);
+        self.page(count, list, change_from_row).await
+    }
+
+    /// The per-model changes of one run, in the order they were written.
+    pub async fn run_changes(
+        &self,
+        run_id: i64,
+        page: Page,
+    ) -> Result<(i64, Vec<(CatalogChange, String)>)> {
+        let mut count = Sql::new("SELECT COUNT(*) FROM catalog_changes WHERE run_id = ");
+        count.bind(run_id);
+        let mut list = Sql::new(
+            "SELECT c.id, c.catalog_id, c.run_id, c.source, c.action, c.changes, c.at, \
+             m.provider || '/' || m.model_id AS model_key \
+             FROM catalog_changes c JOIN catalog_models m ON m.id = c.catalog_id WHERE c.run_id = ",
+        );
+        list.bind(run_id).push(" ORDER BY c.id").page(page);
+        self.page(count, list, |r| {
+            Ok((change_from_row(r)?, rows::text(r, "model_key")?))
+        })
+        .await
+    }
+
+    /// Every provider with its model count, by name.
+    pub async fn catalog_providers(&self) -> Result<Vec<ProviderSummary>> {
+        let rows = sqlx::query(
+            "SELECT p.slug, p.name, (SELECT COUNT(*) FROM catalog_models m WHERE m.provider = p.slug) AS models \
+             FROM catalog_providers p ORDER BY lower(p.name), p.slug",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ProviderSummary {
+                    slug: rows::text(r, "slug")?,
+                    name: rows::text(r, "name")?,
+                    models: rows::int(r, "models")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Models whose id (bare or `provider/id`) or an alias equals `q` exactly.
+    pub async fn resolve_exact(&self, q: &str) -> Result<Vec<ResolveCandidate>> {
+        let mut sql = Sql::new("SELECT ");
+        sql.push(COLUMNS)
+            .push(", ")
+            .push(LAST_SEEN)
+            .push(", model_id AS matched, 'model_id' AS matched_source FROM catalog_models WHERE model_id = ")
+            .bind(q.to_owned())
+            .push(" OR provider || '/' || model_id = ")
+            .bind(q.to_owned())
+            .push(" UNION ALL SELECT ")
+            .push(qualified_columns())
+            .push(", ")
+            .push(LAST_SEEN)
+            .push(", a.alias AS matched, a.source AS matched_source FROM catalog_aliases a JOIN catalog_models ON catalog_models.id = a.catalog_id WHERE a.alias = ")
+            .bind(q.to_owned())
+            .push(" LIMIT 50");
+        self.candidates(sql).await
+    }
+
+    /// Models whose normalized id or alias equals `normalized`.
+    pub async fn resolve_normalized(&self, normalized: &str) -> Result<Vec<ResolveCandidate>> {
+        let mut sql = Sql::new("SELECT ");
+        sql.push(COLUMNS)
+            .push(", ")
+            .push(LAST_SEEN)
+            .push(", model_id AS matched, 'model_id' AS matched_source FROM catalog_models WHERE normalized = ")
+            .bind(normalized.to_owned())
+            .push(" UNION ALL SELECT ")
+            .push(qualified_columns())
+            .push(", ")
+            .push(LAST_SEEN)
+            .push(", a.alias AS matched, a.source AS matched_source FROM catalog_aliases a JOIN catalog_models ON catalog_models.id = a.catalog_id WHERE a.normalized = ")
+            .bind(normalized.to_owned())
+            .push(" LIMIT 50");
+        self.candidates(sql).await
+    }
+
+    /// Models whose id contains `needle` (lower-case), shortest ids first.
+    pub async fn resolve_substring(&self, needle: &str) -> Result<Vec<ResolveCandidate>> {
+        let pattern = format!("%{}%", escape_like(needle));
+        let mut sql = Sql::new("SELECT ");
+        sql.push(COLUMNS)
+            .push(", ")
+            .push(LAST_SEEN)
+            .push(", model_id AS matched, 'model_id' AS matched_source FROM catalog_models WHERE lower(model_id) LIKE ")
+            .bind(pattern)
+            .push(" ESCAPE '\\' ORDER BY length(model_id), model_id LIMIT 20");
+        self.candidates(sql).await
+    }
+
+    async fn candidates(&self, sql: Sql) -> Result<Vec<ResolveCandidate>> {
+        let (text, args) = sql.build_for(self.backend);
+        let rows = sqlx::query_with(&text, args).fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ResolveCandidate {
+                    model: from_row(r)?,
+                    matched: rows::text(r, "matched")?,
+                    matched_source: rows::text(r, "matched_source")?,
+                })
+            })
+            .collect()
+    }
+
+    /// The listing hashes a source stored for `keys`.
+    pub async fn listing_states(
+        &self,
+        source: Source,
+        keys: &[String],
+    ) -> Result<HashMap<String, ListingState>> {
+        let mut out = HashMap::with_capacity(keys.len());
+        for chunk in keys.chunks(900) {
+            let mut sql = Sql::new(
+                "SELECT model_key, hash, missed_runs FROM catalog_listings WHERE source = ",
+            );
+            sql.bind(source.as_str())
+                .push(" AND model_key IN ")
+                .bind_list(chunk.iter().cloned());
+            let (text, args) = sql.build_for(self.backend);
+            let rows = sqlx::query_with(&text, args).fetch_all(&self.pool).await?;
+            for r in &rows {
+                out.insert(
+                    rows::text(r, "model_key")?,
+                    ListingState {
+                        hash: rows::text(r, "hash")?,
+                        missed_runs: rows::int(r, "missed_runs")?,
+                    },
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    /// Folds one batch of a run into the catalog in one transaction: each
+    /// record's current model is read under the write lock, `fold` (the
+    /// service's pure merge) decides, and models, listings, aliases and
+    /// history are written with multi-row statements.
+    pub async fn ingest_batch(
+        &self,
+        source: Source,
+        run_id: Option<i64>,
+        now: Timestamp,
+        batch: &[Incoming],
+        fold: impl Fn(Option<CatalogModel>, &Incoming) -> Folded,
+    ) -> Result<BatchCounts> {
+        let mut tx = self.begin_write().await?;
+        let found = self.locked_models(&mut tx, batch).await?;
+        // Which model each record folds into, and every model's latest state.
+        let mut target: HashMap<String, Uuid> =
+            found.iter().map(|(k, m)| (k.clone(), m.id)).collect();
+        let mut latest: HashMap<Uuid, CatalogModel> =
+            found.into_values().map(|m| (m.id, m)).collect();
+        // Renamed models: (id, the provider's own id).
+        let mut renames: Vec<(Uuid, String)> = Vec::new();
+        let official = source.provider().is_some();
+        // An aggregator's id that is not the provider's own spelling
+        // (`claude-sonnet-4.5` for `claude-sonnet-4-5`) folds into the
+        // provider's model with the same normalized id. The other way round,
+        // a provider's own undated id takes over a model an aggregator
+        // created under another spelling (and no provider listing has), so
+        // the order sources run in never splits a model in two.
+        // A Hub repo id is an identity of its own: never folded.
+        let folds = source != Source::Huggingface;
+        let missing: Vec<&Incoming> = batch
+            .iter()
+            .filter(|i| folds && !target.contains_key(&i.key()))
+            .filter(|i| !official || is_canonical(&i.model_id))
+            .collect();
+        for (key, mut model) in self
+            .locked_by_normalized(&mut tx, &missing, official)
+            .await?
+        {
+            if official {
+                if let Some(item) = missing.iter().find(|i| i.key() == key) {
+                    renames.push((model.id, item.model_id.clone()));
+                    model.model_id = item.model_id.clone();
+                }
+            }
+            target.insert(key, model.id);
+            latest.insert(model.id, model);
+        }
+        for (id, model_id) in &renames {
+            let old = sqlx::query_scalar::<_, String>(
+                "SELECT model_id FROM catalog_models WHERE id = $1",
+            )
+            .bind(id.to_string())
+            .fetch_one(&mut *tx)
+            .await?;
+            sqlx::query("UPDATE catalog_models SET model_id = $1, normalized = $2 WHERE id = $3")
+                .bind(model_id.clone())
+                .bind(modelplane_domain::catalog::normalize(model_id))
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await?;
+            insert_aliases(&mut tx, &[(*id, Alias::new(old, "former-id"))]).await?;
+        }
+        let credentials = self.listing_credentials(&mut tx, source, batch).await?;
+        let mut counts = BatchCounts::default();
+        let mut written_ids: Vec<Uuid> = Vec::new();
+        let mut changes = Vec::new();
+        let mut aliases = Vec::new();
+        let mut providers = BTreeSet::new();
+        let mut listings = Vec::with_capacity(batch.len());
+        for item in batch {
+            let key = item.key();
+            let current = target.get(&key).and_then(|id| latest.get(id)).cloned();
+            let folded = fold(current, item);
+            match folded.action {
+                Some(ChangeAction::Added) => counts.added += 1,
+                Some(_) => counts.updated += 1,
+                None => counts.unchanged += 1,
+            }
+            let id = folded.model.id;
+            if let Some(action) = folded.action {
+                if action != ChangeAction::Updated || !folded.changes.is_empty() {
+                    changes.push(ChangeRow::new(
+                        id,
+                        run_id,
+                        source.as_str(),
+                        action,
+                        &folded.changes,
+                        now,
+                    )?);
+                }
+                if !written_ids.contains(&id) {
+                    written_ids.push(id);
+                }
+            }
+            providers.insert(folded.model.provider.clone());
+            if folded.model.model_id != item.model_id {
+                aliases.push((id, Alias::new(item.model_id.clone(), source.as_str())));
+            }
+            for alias in &item.aliases {
+                aliases.push((id, alias.clone()));
+            }
+            let mut seen_by: BTreeSet<String> = credentials
+                .get(&key)
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .collect();
+            if let Some(c) = &item.credential {
+                seen_by.insert(c.clone());
+            }
+            listings.push((key.clone(), id, seen_by.into_iter().collect::<Vec<_>>()));
+            target.insert(key, id);
+            latest.insert(id, folded.model);
+        }
+        ensure_providers(&mut tx, &providers).await?;
+        let written: Vec<&CatalogModel> =
+            written_ids.iter().filter_map(|id| latest.get(id)).collect();
+        upsert_models(&mut tx, &written).await?;
+        insert_aliases(&mut tx, &aliases).await?;
+        insert_changes(&mut tx, &changes).await?;
+        for (chunk_items, chunk_listings) in batch.chunks(200).zip(listings.chunks(200)) {
+            let mut sql = Sql::new(
+                "INSERT INTO catalog_listings (source, model_key, catalog_id, hash, raw, credentials, \
+                 missed_runs, first_listed_at, changed_at) VALUES ",
+            );
+            for (i, (item, (key, id, seen_by))) in
+                chunk_items.iter().zip(chunk_listings).enumerate()
+            {
+                if i > 0 {
+                    sql.push(", ");
+                }
+                sql.push("(")
+                    .bind(source.as_str())
+                    .push(", ")
+                    .bind(key.clone())
+                    .push(", ")
+                    .bind(id.to_string())
+                    .push(", ")
+                    .bind(item.hash.clone())
+                    .push(", ")
+                    .bind(item.raw.clone())
+                    .push(", ")
+                    .bind(json(seen_by, "credentials")?)
+                    .push(", 0, ")
+                    .bind(micros(&now))
+                    .push(", ")
+                    .bind(micros(&now))
+                    .push(")");
+            }
+            sql.push(
+                " ON CONFLICT (source, model_key) DO UPDATE SET hash = excluded.hash, \
+                 raw = excluded.raw, credentials = excluded.credentials, missed_runs = 0, \
+                 changed_at = excluded.changed_at, catalog_id = excluded.catalog_id",
+            );
+            let (text, args) = sql.build_for(self.backend);
+            sqlx::query_with(&text, args).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(counts)
+    }
+
+    async fn locked_models(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        batch: &[Incoming],
+    ) -> Result<HashMap<String, CatalogModel>> {
+        // One query per provider, `model_id IN (…)`: the unique
+        // (provider, model_id) index answers it (a row-value IN would not
+        // use the index on SQLite).
+        let mut by_provider: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for item in batch {
+            by_provider
+                .entry(item.provider.as_str())
+                .or_default()
+                .push(item.model_id.clone());
+        }
+        let mut out = HashMap::with_capacity(batch.len());
+        for (provider, ids) in by_provider {
+            for chunk in ids.chunks(500) {
+                let mut sql = Sql::new("SELECT ");
+                sql.push(COLUMNS)
+                    .push(", NULL AS seen_since FROM catalog_models WHERE provider = ")
+                    .bind(provider.to_owned())
+                    .push(" AND model_id IN ")
+                    .bind_list(chunk.iter().cloned());
+                if self.backend == Backend::Postgres {
+                    sql.push(" FOR UPDATE");
+                }
+                let (text, args) = sql.build_for(self.backend);
+                let rows = sqlx::query_with(&text, args).fetch_all(&mut **tx).await?;
+                for r in &rows {
+                    let m = from_row(r)?;
+                    out.insert(m.key(), m);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// For records whose key is not in the catalog: the model of the same
+    /// provider with the same normalized id (the shortest id when several
+    /// share it), by record key.
+    async fn locked_by_normalized(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        items: &[&Incoming],
+        unofficial_only: bool,
+    ) -> Result<HashMap<String, CatalogModel>> {
+        let mut by_provider: BTreeMap<&str, Vec<(String, String)>> = BTreeMap::new();
+        for item in items {
+            let n = modelplane_domain::catalog::normalize(&item.model_id);
+            if !n.is_empty() {
+                by_provider
+                    .entry(item.provider.as_str())
+                    .or_default()
+                    .push((item.key(), n));
+            }
+        }
+        let mut out = HashMap::new();
+        for (provider, wanted) in by_provider {
+            for chunk in wanted.chunks(500) {
+                let mut sql = Sql::new("SELECT ");
+                sql.push(COLUMNS)
+                    .push(", NULL AS seen_since, normalized FROM catalog_models WHERE provider = ")
+                    .bind(provider.to_owned())
+                    .push(" AND normalized IN ")
+                    .bind_list(chunk.iter().map(|(_, n)| n.clone()));
+                if unofficial_only {
+                    let official = Source::ALL
+                        .into_iter()
+                        .filter(|s| s.provider().is_some())
+                        .map(|s| s.as_str());
+                    sql.push(
+                        " AND NOT EXISTS (SELECT 1 FROM catalog_listings l \
+                         WHERE l.catalog_id = catalog_models.id AND l.source IN ",
+                    )
+                    .bind_list(official)
+                    .push(")");
+                }
+                sql.push(" ORDER BY length(model_id) DESC, model_id DESC");
+                if self.backend == Backend::Postgres {
+                    sql.push(" FOR UPDATE");
+                }
+                let (text, args) = sql.build_for(self.backend);
+                let rows = sqlx::query_with(&text, args).fetch_all(&mut **tx).await?;
+                // Shortest id last, so it wins.
+                let mut by_normalized: HashMap<String, CatalogModel> = HashMap::new();
+                for r in &rows {
+                    by_normalized.insert(rows::text(r, "normalized")?, from_row(r)?);
+                }
+                for (key, n) in chunk {
+                    if let Some(m) = by_normalized.get(n) {
+                        out.insert(key.clone(), m.clone());
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn listing_credentials(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        source: Source,
+        batch: &[Incoming],
+    ) -> Result<HashMap<String, Vec<String>>> {
+        let mut out = HashMap::new();
+        for chunk in batch.chunks(900) {
+            let mut sql =
+                Sql::new("SELECT model_key, credentials FROM catalog_listings WHERE source = ");
+            sql.bind(source.as_str())
+                .push(" AND model_key IN ")
+                .bind_list(chunk.iter().map(Incoming::key));
+            let (text, args) = sql.build_for(self.backend);
+            let rows = sqlx::query_with(&text, args).fetch_all(&mut **tx).await?;
+            for r in &rows {
+                let creds: Vec<String> = serde_json::from_str(&rows::text(r, "credentials")?)
+                    .map_err(|e| StoreError::Corrupt(format!("credentials: {e}")))?;
+                out.insert(rows::text(r, "model_key")?, creds);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every listing key of a source with its miss streak.
+    pub async fn source_listing_keys(&self, source: Source) -> Result<Vec<(String, i64)>> {
+        let rows =
+            sqlx::query("SELECT model_key, missed_runs FROM catalog_listings WHERE source = $1")
+                .bind(source.as_str())
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|r| Ok((rows::text(r, "model_key")?, rows::int(r, "missed_runs")?)))
+            .collect()
+    }
+
+    /// Counts one more complete run that missed each of `keys`; models whose
+    /// streak reaches `unlisted_after` are marked as no longer listed (with a
+    /// history entry). Returns how many were unlisted.
+    pub async fn record_misses(
+        &self,
+        source: Source,
+        run_id: Option<i64>,
+        keys: &[String],
+        unlisted_after: i64,
+        now: Timestamp,
+    ) -> Result<i64> {
+        let mut unlisted = 0;
+        for chunk in keys.chunks(500) {
+            let mut tx = self.begin_write().await?;
+            let mut sql = Sql::new(
+                "UPDATE catalog_listings SET missed_runs = missed_runs + 1 WHERE source = ",
+            );
+            sql.bind(source.as_str())
+                .push(" AND model_key IN ")
+                .bind_list(chunk.iter().cloned());
+            let (text, args) = sql.build_for(self.backend);
+            sqlx::query_with(&text, args).execute(&mut *tx).await?;
+            let mut sql = Sql::new(
+                "SELECT m.id FROM catalog_listings l JOIN catalog_models m ON m.id = l.catalog_id \
+                 WHERE m.listed = 1 AND l.source = ",
+            );
+            sql.bind(source.as_str())
+                .push(" AND l.missed_runs >= ")
+                .bind(unlisted_after)
+                .push(" AND l.model_key IN ")
+                .bind_list(chunk.iter().cloned());
+            let (text, args) = sql.build_for(self.backend);
+            let ids: Vec<String> = sqlx::query_scalar_with(&text, args)
+                .fetch_all(&mut *tx)
+                .await?;
+            if !ids.is_empty() {
+                let mut sql = Sql::new("UPDATE catalog_models SET listed = 0, updated_at = ");
+                sql.bind(micros(&now))
+                    .push(" WHERE id IN ")
+                    .bind_list(ids.iter().cloned());
+                let (text, args) = sql.build_for(self.backend);
+                sqlx::query_with(&text, args).execute(&mut *tx).await?;
+                let rows: Vec<_> = ids
+                    .iter()
+                    .map(|id| {
+                        let change = vec![FieldChange {
+                            field: "listed".into(),
+                            before: serde_json::Value::Bool(true),
+                            after: serde_json::Value::Bool(false),
+                        }];
+                        ChangeRow::new(
+                            rows::parse_uuid(id)?,
+                            run_id,
+                            source.as_str(),
+                            ChangeAction::Unlisted,
+                            &change,
+                            now,
+                        )
+                    })
+                    .collect::<Result<_>>()?;
+                insert_changes(&mut tx, &rows).await?;
+                unlisted += ids.len() as i64;
+            }
+            tx.commit().await?;
+        }
+        Ok(unlisted)
+    }
+
+    /// Adds a model by hand with its aliases and an `added` history entry;
+    /// false when (provider, model_id) already exists.
+    pub async fn insert_catalog_model(
+        &self,
+        model: &CatalogModel,
+        aliases: &[Alias],
+        changes: &[FieldChange],
+    ) -> Result<bool> {
+        let mut tx = self.begin_write().await?;
+        let mut sql = Sql::new(UPSERT_HEAD);
+        push_model_values(&mut sql, model)?;
+        sql.push(" ON CONFLICT (provider, model_id) DO NOTHING");
+        let (text, args) = sql.build_for(self.backend);
+        let done = sqlx::query_with(&text, args).execute(&mut *tx).await?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        ensure_providers(&mut tx, &BTreeSet::from([model.provider.clone()])).await?;
+        let rows: Vec<(Uuid, Alias)> = aliases.iter().map(|a| (model.id, a.clone())).collect();
+        insert_aliases(&mut tx, &rows).await?;
+        let row = ChangeRow::new(
+            model.id,
+            None,
+            modelplane_domain::catalog::MANUAL,
+            ChangeAction::Added,
+            changes,
+            model.updated_at,
+        )?;
+        insert_changes(&mut tx, &[row]).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// An admin's edit of a catalog model: `decide` sees the locked current
+    /// model and returns the next state with its change (None: nothing to do).
+    pub async fn modify_catalog<E>(
+        &self,
+        id: Uuid,
+        decide: impl FnOnce(
+            CatalogModel,
+        ) -> std::result::Result<Option<(CatalogModel, Vec<FieldChange>)>, E>,
+    ) -> Result<crate::Modified<E, CatalogModel>> {
+        let mut tx = self.begin_write().await?;
+        let mut sql = Sql::new("SELECT ");
+        sql.push(COLUMNS)
+            .push(", NULL AS seen_since FROM catalog_models WHERE id = ")
+            .bind(id.to_string());
+        if self.backend == Backend::Postgres {
+            sql.push(" FOR UPDATE");
+        }
+        let (text, args) = sql.build_for(self.backend);
+        let Some(row) = sqlx::query_with(&text, args)
+            .fetch_optional(&mut *tx)
+            .await?
+        else {
+            return Ok(crate::Modified::NotFound);
+        };
+        let current = from_row(&row)?;
+        let (next, change) = match decide(current.clone()) {
+            Err(e) => return Ok(crate::Modified::Rejected(e)),
+            Ok(None) => return Ok(crate::Modified::Unchanged(current)),
+            Ok(Some(x)) => x,
+        };
+        upsert_models(&mut tx, &[&next]).await?;
+        let row = ChangeRow::new(
+            next.id,
+            None,
+            modelplane_domain::catalog::MANUAL,
+            ChangeAction::Updated,
+            &change,
+            next.updated_at,
+        )?;
+        insert_changes(&mut tx, &[row]).await?;
+        tx.commit().await?;
+        Ok(crate::Modified::Written(next))
+    }
+}
+
+fn change_from_row(r: &AnyRow) -> Result<CatalogChange> {
+    Ok(CatalogChange {
+        id: rows::int(r, "id")?,
+        catalog_id: rows::uuid(r, "catalog_id")?,
+        run_id: r.try_get::<Option<i64>, _>("run_id")?,
+        source: rows::text(r, "source")?,
+        action: rows::enum_of(r, "action", ChangeAction::parse)?,
+        changes: serde_json::from_str(&rows::text(r, "changes")?)
+            .map_err(|e| StoreError::Corrupt(format!("catalog changes: {e}")))?,
+        at: rows::time(r, "at")?,
+    })
+}
+
+fn qualified_columns() -> &'static str {
+    "catalog_models.id, catalog_models.provider, catalog_models.model_id, catalog_models.facts, \
+     catalog_models.provenance, catalog_models.listed, catalog_models.first_seen_at, \
+     catalog_models.last_seen_at, catalog_models.updated_at"
+}
+
+fn escape_like(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
+}
+
+/// Whether a provider's model id carries no date or version stamp that
+/// normalizing would drop (`claude-sonnet-4-5`, `gemini-2.5-flash`; not
+/// `claude-sonnet-4-5-20250929`).
+fn is_canonical(model_id: &str) -> bool {
+    let spelled: String = model_id
+        .to_lowercase()
+        .chars()
+        .map(|c| {
+            if c == '_' || c == ' ' || c == '.' {
+                '-'
+            } else {
+                c
+            }
+        })
+        .collect();
+    modelplane_domain::catalog::normalize(model_id) == spelled
+}
+
+/// Whether a filter value is its own index word (letters and digits only),
+/// so the index alone decides it.
+fn is_plain(value: &str) -> bool {
+    !value.is_empty() && value.chars().all(|c| c.is_ascii_alphanumeric())
+}
+
+/// The FTS5 query of a catalog search: the user's terms against the text
+/// columns, and the filters as words of the `tokens` column.
+fn sqlite_match(terms: Option<&[String]>, tokens: &[Vec<String>]) -> String {
+    let mut parts = Vec::new();
+    if !tokens.is_empty() {
+        let groups: Vec<String> = tokens
+            .iter()
+            .map(|alternatives| {
+                let quoted: Vec<String> = alternatives.iter().map(|t| format!("\"{t}\"")).collect();
+                format!("({})", quoted.join(" OR "))
+            })
+            .collect();
+        parts.push(format!("tokens : ({})", groups.join(" AND ")));
+    }
+    if let Some(terms) = terms {
+        parts.push(format!(
+            "{{fts_model_id fts_display_name fts_description}} : ({})",
+            search::fts5_query(terms)
+        ));
+    }
+    parts.join(" AND ")
+}
+
+/// The index words of a filter's categorical parts: groups that must all
+/// match, each of alternatives of which one must.
+fn filter_groups(filter: &CatalogFilter) -> Vec<Vec<String>> {
+    let mut out = Vec::new();
+    if let Some(p) = &filter.provider {
+        out.push(filter_token(FilterKind::Provider, p));
+    }
+    if let Some(f) = &filter.family {
+        out.push(filter_token(FilterKind::Family, f));
+    }
+    if let Some(c) = &filter.capability {
+        out.push(filter_token(FilterKind::Capability, c));
+    }
+    if let Some(l) = filter.lifecycle {
+        out.push(filter_token(FilterKind::Lifecycle, l.as_str()));
+    }
+    if let Some(o) = filter.open_weights {
+        out.push(filter_token(
+            FilterKind::OpenWeights,
+            if o { "yes" } else { "no" },
+        ));
+    }
+    let mut groups: Vec<Vec<String>> = out.into_iter().map(|t| vec![t]).collect();
+    if let Some(m) = &filter.modality {
+        groups.push(vec![
+            filter_token(FilterKind::ModalityIn, m),
+            filter_token(FilterKind::ModalityOut, m),
+        ]);
+    }
+    // A value of no letters or digits would leave a bare prefix that matches
+    // nothing; keep it so the filter matches nothing rather than everything.
+    groups
+}
+
+fn order_by(sort: CatalogSort) -> &'static str {
+    use CatalogSortKey::*;
+    // Models without the value come last either way; SQLite serves
+    // `NULLS LAST` from the (column, seq) index in both directions.
+    match (sort.key, sort.descending) {
+        (Name, false) => " ORDER BY display_name, catalog_models.seq",
+        (Name, true) => " ORDER BY display_name DESC, catalog_models.seq DESC",
+        (ReleaseDate, false) => " ORDER BY release_date ASC NULLS LAST, catalog_models.seq",
+        (ReleaseDate, true) => " ORDER BY release_date DESC NULLS LAST, catalog_models.seq DESC",
+        (Price, false) => " ORDER BY input_price ASC NULLS LAST, catalog_models.seq",
+        (Price, true) => " ORDER BY input_price DESC NULLS LAST, catalog_models.seq DESC",
+        (ContextWindow, false) => " ORDER BY context_window ASC NULLS LAST, catalog_models.seq",
+        (ContextWindow, true) => {
+            " ORDER BY context_window DESC NULLS LAST, catalog_models.seq DESC"
+        }
+        (Downloads, false) => " ORDER BY downloads ASC NULLS LAST, catalog_models.seq",
+        (Downloads, true) => " ORDER BY downloads DESC NULLS LAST, catalog_models.seq DESC",
+    }
+}
