@@ -179,8 +179,9 @@ impl From<ServiceError> for ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+impl ApiError {
+    /// The status and envelope this error answers with.
+    pub fn into_parts(self) -> (StatusCode, ErrorBody) {
         let status = self.code.status();
         if status.is_server_error() {
             tracing::error!(code = %self.code.as_string(), message = %self.message, "request failed");
@@ -192,6 +193,13 @@ impl IntoResponse for ApiError {
                 details: self.details,
             },
         };
+        (status, body)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, body) = self.into_parts();
         (status, Json(body)).into_response()
     }
 }

@@ -60,18 +60,26 @@ where
 /// Parses JSON, naming the offending field in the error.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|err| {
-        let path = err.path().to_string();
-        let inner = err.into_inner();
-        let message = inner.to_string();
-        let field = field_of(path, &message, "body");
-        let message = strip_position(&message);
-        if inner.is_syntax() || inner.is_eof() {
-            ApiError::validation("body", format!("malformed JSON: {message}"))
-        } else {
-            ApiError::validation(&field, message)
-        }
-    })
+    serde_path_to_error::deserialize(de).map_err(json_error)
+}
+
+/// Reads a typed value out of already-parsed JSON (one item of a bulk
+/// request), naming the offending field in the error.
+pub fn parse_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(value).map_err(json_error)
+}
+
+fn json_error(err: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+    let path = err.path().to_string();
+    let inner = err.into_inner();
+    let message = inner.to_string();
+    let field = field_of(path, &message, "body");
+    let message = strip_position(&message);
+    if inner.is_syntax() || inner.is_eof() {
+        ApiError::validation("body", format!("malformed JSON: {message}"))
+    } else {
+        ApiError::validation(&field, message)
+    }
 }
 
 /// The field an error is about: its path, or for a missing or unknown field

@@ -23,6 +23,7 @@ use crate::state::AppState;
         (name = "users", description = "Users of an org"),
         (name = "keys", description = "API keys"),
         (name = "models", description = "The governed model inventory"),
+        (name = "drafts", description = "Pending edits of inventory models, with optimistic versions"),
         (name = "audit", description = "The append-only audit trail"),
         (name = "catalog", description = "The global catalog of models, shared by every org"),
         (name = "ingestion", description = "Feeding the catalog from providers, aggregators and Hugging Face"),
@@ -53,6 +54,8 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .merge(routes::users::router())
         .merge(routes::keys::router())
         .merge(routes::models::router())
+        .merge(routes::model_bulk::router())
+        .merge(routes::drafts::router())
         .merge(routes::audit::router())
         .merge(routes::catalog::router())
         .merge(routes::ingestion::router())

@@ -161,6 +161,8 @@ fn make_model(
         version: 1,
         created_at: t,
         updated_at: t,
+        department_ids: Vec::new(),
+        sections: Default::default(),
     }
 }
 
@@ -405,7 +407,10 @@ async fn main() -> anyhow::Result<()> {
             modelplane_service::models::list(
                 &store,
                 &principal,
-                filter,
+                modelplane_service::models::ModelSearch {
+                    filter: filter.clone(),
+                    ..Default::default()
+                },
                 Page { limit: 50, offset },
             )
             .await?;

@@ -39,10 +39,18 @@ pub enum AuditAction {
     Update,
     Delete,
     Revoke,
+    /// A model created as a copy of another (`copied_from` names it).
+    Duplicate,
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 4] = [Self::Create, Self::Update, Self::Delete, Self::Revoke];
+    pub const ALL: [AuditAction; 5] = [
+        Self::Create,
+        Self::Update,
+        Self::Delete,
+        Self::Revoke,
+        Self::Duplicate,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -50,6 +58,7 @@ impl AuditAction {
             Self::Update => "update",
             Self::Delete => "delete",
             Self::Revoke => "revoke",
+            Self::Duplicate => "duplicate",
         }
     }
 

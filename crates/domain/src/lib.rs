@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod catalog;
+pub mod draft;
 pub mod error;
 pub mod ingestion;
 pub mod key;
@@ -14,6 +15,7 @@ pub mod org;
 pub mod page;
 pub mod patch;
 pub mod search;
+pub mod sections;
 pub mod time;
 pub mod user;
 

@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use crate::error::{optional_text, required_text};
 use crate::patch::Patch;
+use crate::sections::ModelSections;
 use crate::time::Timestamp;
 use crate::ValidationError;
 
@@ -152,6 +153,10 @@ pub struct Model {
     pub updated_at: DateTime<Utc>,
     /// The catalog model this entry is linked to; its facts show under `catalog`.
     pub catalog_id: Option<Uuid>,
+    /// The org's departments this model belongs to (sorted).
+    pub department_ids: Vec<Uuid>,
+    /// The org's own sections; unset ones inherit from the catalog.
+    pub sections: ModelSections,
 }
 
 pub const MODEL_ID_MAX: usize = 256;
@@ -187,6 +192,14 @@ pub struct ModelCreate {
     /// Links the entry to a catalog model; by default it links itself when
     /// its (provider, model_id) resolves in the catalog.
     pub catalog_id: Option<Uuid>,
+    /// Departments of the org the model belongs to.
+    #[serde(default)]
+    pub department_ids: Vec<Uuid>,
+    /// The org's own sections (names, descriptions, values, providers,
+    /// flags, modalities, temperature and reasoning levels, qualities,
+    /// voices, pricing).
+    #[serde(default)]
+    pub sections: ModelSections,
 }
 
 /// The body of an update. Absent fields are left alone; `null` clears an
@@ -238,6 +251,16 @@ pub struct ModelChanges {
     #[serde(default)]
     #[schema(value_type = Option<Uuid>)]
     pub catalog_id: Patch<Uuid>,
+    /// Replaces the model's departments; `null` or `[]` clears them.
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<Uuid>>)]
+    pub department_ids: Patch<Vec<Uuid>>,
+    /// Per section: a value replaces it, `null` clears it (it inherits
+    /// again), absent sections are kept. `null` for the whole object clears
+    /// every section.
+    #[serde(default)]
+    #[schema(value_type = Option<ModelSections>)]
+    pub sections: Patch<serde_json::Map<String, serde_json::Value>>,
     /// The version the change was based on; a stale one is refused with 409.
     pub expected_version: Option<i64>,
 }
@@ -287,6 +310,38 @@ fn validate_tags(tags: &BTreeMap<String, String>) -> Result<(), ValidationError>
         }
     }
     Ok(())
+}
+
+pub const DEPARTMENTS_MAX: usize = 64;
+
+/// A model's departments: sorted, each once, bounded.
+pub fn departments(mut ids: Vec<Uuid>) -> Result<Vec<Uuid>, ValidationError> {
+    ids.sort_unstable();
+    ids.dedup();
+    if ids.len() > DEPARTMENTS_MAX {
+        return Err(ValidationError::new(
+            "department_ids",
+            format!("at most {DEPARTMENTS_MAX} departments"),
+        ));
+    }
+    Ok(ids)
+}
+
+/// Why a user limited to `own` departments may not edit a model of
+/// `model_departments` (None: they may). Such a user may edit only models
+/// whose departments are all among their own.
+pub fn department_refusal(own: &[Uuid], model_departments: &[Uuid]) -> Option<String> {
+    let outside: Vec<String> = model_departments
+        .iter()
+        .filter(|d| !own.contains(d))
+        .map(Uuid::to_string)
+        .collect();
+    (!outside.is_empty()).then(|| {
+        format!(
+            "the model belongs to departments you are not in: {}",
+            outside.join(", ")
+        )
+    })
 }
 
 /// The validator must be independent of the owner and the developer.
@@ -347,6 +402,7 @@ pub fn new_model(
     )?
     .unwrap_or_else(|| model_id.clone());
     validate_tags(&input.tags)?;
+    input.sections.validate()?;
     let model = Model {
         id,
         org_id,
@@ -370,6 +426,8 @@ pub fn new_model(
         created_at: now,
         updated_at: now,
         catalog_id: input.catalog_id,
+        department_ids: departments(input.department_ids)?,
+        sections: input.sections,
     };
     check_independence(&model)?;
     Ok(model)
@@ -460,6 +518,16 @@ pub fn apply_changes(
             }
         }
     }
+    match changes.department_ids {
+        Patch::Absent => {}
+        Patch::Null => next.department_ids.clear(),
+        Patch::Value(ids) => next.department_ids = departments(ids)?,
+    }
+    match changes.sections {
+        Patch::Absent => {}
+        Patch::Null => next.sections = ModelSections::default(),
+        Patch::Value(patch) => next.sections = next.sections.patched(&patch)?,
+    }
     validate_tags(&next.tags)?;
     check_independence(&next)?;
     if next == *current {
@@ -521,6 +589,16 @@ mod tests {
 
     fn change(json: serde_json::Value) -> ModelChanges {
         serde_json::from_value(json).expect("valid changes")
+    }
+
+    #[test]
+    fn department_limited_users_edit_only_models_wholly_in_their_departments() {
+        let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        assert_eq!(department_refusal(&[a], &[]), None);
+        assert_eq!(department_refusal(&[a, b], &[a, b]), None);
+        let refusal = department_refusal(&[a], &[a, b]).expect("refused");
+        assert!(refusal.contains(&b.to_string()) && !refusal.contains(&a.to_string()));
+        assert!(department_refusal(&[], &[a]).is_some());
     }
 
     #[test]

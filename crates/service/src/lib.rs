@@ -8,9 +8,11 @@
 
 pub mod auth;
 pub mod catalog;
+pub mod drafts;
 pub mod error;
 pub mod ingestion;
 pub mod keys;
+pub mod model_bulk;
 pub mod models;
 pub mod orgs;
 pub mod secrets;

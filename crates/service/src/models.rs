@@ -7,18 +7,21 @@ use modelplane_domain::audit::{diff, AuditAction, AuditEvent, EntityType};
 use modelplane_domain::catalog::CatalogModel;
 use modelplane_domain::key::Scope;
 use modelplane_domain::model::{
-    apply_changes, new_model, Model, ModelChanges, ModelCreate, TagsMode,
+    apply_changes, department_refusal, new_model, Model, ModelChanges, ModelCreate, TagsMode,
 };
 use modelplane_domain::model::{LONG_TEXT_MAX, SHORT_TEXT_MAX};
 use modelplane_domain::page::Page;
 use modelplane_domain::time::now;
-use modelplane_store::{AuditFilter, ModelFilter, Modified, Store, StoreError};
+use modelplane_domain::user::Role;
+use modelplane_store::{
+    AuditFilter, ModelFacets, ModelFilter, ModelGroup, Modified, Store, StoreError,
+};
 
 use crate::error::{Entity, Result, ServiceError};
 use crate::{new_id, Listed, Principal};
 
 /// The catalog model an explicit `catalog_id` names, or a validation error.
-async fn linked(store: &Store, id: Uuid) -> Result<CatalogModel> {
+pub(crate) async fn linked(store: &Store, id: Uuid) -> Result<CatalogModel> {
     store.get_catalog(id).await?.ok_or_else(|| {
         modelplane_domain::ValidationError::new("catalog_id", "no catalog model has this id").into()
     })
@@ -43,7 +46,7 @@ pub async fn catalog_of(store: &Store, models: &[Model]) -> Result<HashMap<Uuid,
         .collect())
 }
 
-fn event(
+pub(crate) fn event(
     p: &Principal,
     before: Option<&Model>,
     after: Option<&Model>,
@@ -65,14 +68,122 @@ fn event(
     }
 }
 
+/// What the caller may edit: with `registry:write`, every model of the org,
+/// or for a user whose role is below admin, only models whose departments
+/// are all among the user's own.
+#[derive(Debug, Clone)]
+pub struct EditScope {
+    can_write: bool,
+    /// None: no department limit.
+    departments: Option<Vec<Uuid>>,
+}
+
+impl EditScope {
+    /// Why the caller may not edit `model`; None when they may.
+    pub fn refusal(&self, model: &Model) -> Option<String> {
+        if !self.can_write {
+            return Some("this key lacks the registry:write scope".to_owned());
+        }
+        self.departments
+            .as_deref()
+            .and_then(|own| department_refusal(own, &model.department_ids))
+    }
+
+    pub fn check(&self, model: &Model) -> Result<()> {
+        match self.refusal(model) {
+            Some(reason) => Err(ServiceError::Forbidden(reason)),
+            None => Ok(()),
+        }
+    }
+}
+
+pub async fn edit_scope(store: &Store, p: &Principal) -> Result<EditScope> {
+    let departments = match p.user_id {
+        None => None,
+        Some(user) => match store.user_access(p.org_id, user).await? {
+            Some((Role::Admin, _)) => None,
+            Some((_, own)) => Some(own),
+            None => Some(Vec::new()),
+        },
+    };
+    Ok(EditScope {
+        can_write: p.has(Scope::RegistryWrite),
+        departments,
+    })
+}
+
+/// Refuses department ids that name no department of the org.
+pub(crate) async fn check_departments(store: &Store, p: &Principal, ids: &[Uuid]) -> Result<()> {
+    let unknown = store.unknown_departments(p.org_id, ids).await?;
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = unknown.iter().map(Uuid::to_string).collect();
+    Err(modelplane_domain::ValidationError::new(
+        "department_ids",
+        format!("no department of this org has the id {}", list.join(", ")),
+    )
+    .into())
+}
+
+/// A list request: the store's filter, plus searches by department and
+/// agent name that are resolved to ids here.
+#[derive(Debug, Clone, Default)]
+pub struct ModelSearch {
+    pub filter: ModelFilter,
+    pub department_search: Option<String>,
+    pub agent_search: Option<String>,
+}
+
+/// The store filter of a search: a name search narrows the ids of its
+/// group (intersected with any ids given).
+pub async fn resolve_search(
+    store: &Store,
+    p: &Principal,
+    search: ModelSearch,
+) -> Result<ModelFilter> {
+    let mut filter = search.filter;
+    for (group, needle) in [
+        (ModelGroup::Department, search.department_search),
+        (ModelGroup::Agent, search.agent_search),
+    ] {
+        let Some(needle) = needle else { continue };
+        let named = store.group_ids_named(p.org_id, group, &needle).await?;
+        let ids = match group {
+            ModelGroup::Department => &mut filter.department_ids,
+            ModelGroup::Agent => &mut filter.agent_ids,
+        };
+        let mut narrowed: Vec<Uuid> = if ids.is_empty() {
+            named
+        } else {
+            ids.iter()
+                .filter(|id| named.contains(id))
+                .copied()
+                .collect()
+        };
+        if narrowed.is_empty() {
+            // No group matches, so no model may: the nil id names none.
+            narrowed.push(Uuid::nil());
+        }
+        *ids = narrowed;
+    }
+    Ok(filter)
+}
+
+/// One page of the org's models and the facet counts under the same filters.
 pub async fn list(
     store: &Store,
     p: &Principal,
-    filter: &ModelFilter,
+    search: ModelSearch,
     page: Page,
-) -> Result<Listed<Model>> {
+) -> Result<(Listed<Model>, ModelFacets)> {
     p.require(Scope::RegistryRead)?;
-    Ok(store.list_models(p.org_id, filter, page).await?.into())
+    let filter = resolve_search(store, p, search).await?;
+    let (listed, facets) = tokio::try_join!(
+        store.list_models(p.org_id, &filter, page),
+        store.model_facets(p.org_id, &filter)
+    )?;
+    Ok((listed.into(), facets))
 }
 
 pub async fn get(store: &Store, p: &Principal, id: Uuid) -> Result<Model> {
@@ -85,11 +196,55 @@ pub async fn get(store: &Store, p: &Principal, id: Uuid) -> Result<Model> {
 
 pub async fn create(store: &Store, p: &Principal, input: ModelCreate) -> Result<Model> {
     p.require(Scope::RegistryWrite)?;
+    let scope = edit_scope(store, p).await?;
+    let model = prepare(store, p, &scope, input).await?;
+    insert(store, p, model, event_for_create).await
+}
+
+fn event_for_create(p: &Principal, model: &Model) -> AuditEvent {
+    event(p, None, Some(model), AuditAction::Create)
+}
+
+/// Inserts a prepared model with the audit event `audit` makes for it.
+pub(crate) async fn insert(
+    store: &Store,
+    p: &Principal,
+    model: Model,
+    audit: fn(&Principal, &Model) -> AuditEvent,
+) -> Result<Model> {
+    let audit = audit(p, &model);
+    match store.insert_model(&model, &audit).await {
+        Ok(()) => Ok(model),
+        Err(StoreError::Conflict(_)) => Err(already_exists(&model)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub(crate) fn already_exists(model: &Model) -> ServiceError {
+    ServiceError::AlreadyExists {
+        entity: Entity::Model,
+        message: format!(
+            "a model with model_id {:?} already exists in this org",
+            model.model_id
+        ),
+    }
+}
+
+/// A new model from a create request: validated, its departments checked,
+/// linked to the catalog, and allowed for the caller. Nothing is written.
+pub(crate) async fn prepare(
+    store: &Store,
+    p: &Principal,
+    scope: &EditScope,
+    input: ModelCreate,
+) -> Result<Model> {
     let inherit_name = input.display_name.is_none();
     let inherit_description = input.description.is_none();
     let explicit = input.catalog_id;
     // Validate first: nothing unchecked reaches a catalog lookup.
     let mut model = new_model(input, new_id(), p.org_id, now())?;
+    scope.check(&model)?;
+    check_departments(store, p, &model.department_ids).await?;
     let link = match explicit {
         Some(id) => Some(linked(store, id).await?),
         None => crate::catalog::link_for(store, &model.provider, &model.model_id).await?,
@@ -110,18 +265,7 @@ pub async fn create(store: &Store, p: &Principal, input: ModelCreate) -> Result<
                 .map(|d| clip(d, LONG_TEXT_MAX));
         }
     }
-    let audit = event(p, None, Some(&model), AuditAction::Create);
-    match store.insert_model(&model, &audit).await {
-        Ok(()) => Ok(model),
-        Err(StoreError::Conflict(_)) => Err(ServiceError::AlreadyExists {
-            entity: Entity::Model,
-            message: format!(
-                "a model with model_id {:?} already exists in this org",
-                model.model_id
-            ),
-        }),
-        Err(e) => Err(e.into()),
-    }
+    Ok(model)
 }
 
 /// Applies an update. With an expected version (from `If-Match` or the
@@ -150,12 +294,18 @@ pub async fn update(
     if let modelplane_domain::patch::Patch::Value(catalog_id) = changes.catalog_id {
         linked(store, catalog_id).await?;
     }
+    if let modelplane_domain::patch::Patch::Value(ids) = &changes.department_ids {
+        check_departments(store, p, ids).await?;
+    }
+    let scope = edit_scope(store, p).await?;
     let outcome = store
         .modify_model(p.org_id, id, |current| {
             check_version(expected, &current)?;
+            scope.check(&current)?;
             let Some(next) = apply_changes(&current, changes, tags_mode, now())? else {
                 return Ok(None);
             };
+            scope.check(&next)?;
             let audit = event(p, Some(&current), Some(&next), AuditAction::Update);
             Ok(Some((next, audit)))
         })
@@ -164,17 +314,47 @@ pub async fn update(
 }
 
 pub async fn delete(store: &Store, p: &Principal, id: Uuid, if_match: Option<i64>) -> Result<()> {
+    remove(store, p, id, if_match).await.map(|_| ())
+}
+
+/// Deletes a model unless active agents use it; returns it as it was.
+pub async fn remove(
+    store: &Store,
+    p: &Principal,
+    id: Uuid,
+    if_match: Option<i64>,
+) -> Result<Model> {
     p.require(Scope::RegistryWrite)?;
+    let scope = edit_scope(store, p).await?;
     let outcome = store
-        .remove_model(p.org_id, id, |current| {
+        .remove_model(p.org_id, id, |current, agents| {
             check_version(if_match, current)?;
+            scope.check(current)?;
+            if !agents.is_empty() {
+                return Err(in_use(agents));
+            }
             Ok(event(p, Some(current), None, AuditAction::Delete))
         })
         .await?;
-    settle(outcome).map(|_| ())
+    settle(outcome)
 }
 
-fn check_version(expected: Option<i64>, current: &Model) -> Result<()> {
+/// 409 `model_in_use`: active agents use the model.
+fn in_use(agents: &[(Uuid, String)]) -> ServiceError {
+    let names: Vec<&str> = agents.iter().map(|(_, n)| n.as_str()).collect();
+    ServiceError::ConflictCode {
+        code: "model_in_use",
+        message: format!(
+            "the model is used by active agents: {}; deactivate them or remove the model from them first",
+            names.join(", ")
+        ),
+        details: serde_json::json!({
+            "agents": agents.iter().map(|(id, name)| serde_json::json!({"id": id, "name": name})).collect::<Vec<_>>()
+        }),
+    }
+}
+
+pub(crate) fn check_version(expected: Option<i64>, current: &Model) -> Result<()> {
     match expected {
         Some(expected) if expected != current.version => Err(ServiceError::VersionConflict {
             expected,

@@ -7,8 +7,11 @@
 //! The store inserts what the service layer hands it as-is: ids, timestamps
 //! and audit events are made above this layer.
 
+mod access;
 mod audit;
 mod catalog;
+mod drafts;
+mod facets;
 mod ingestion;
 mod keys;
 mod models;
@@ -30,6 +33,7 @@ pub use catalog::{
     BatchCounts, CatalogFilter, CatalogSort, CatalogSortKey, Folded, Incoming, Listing,
     ListingState, ProviderSummary, ResolveCandidate,
 };
+pub use facets::{FacetValue, ModelFacets, ModelGroup};
 pub use ingestion::RunFilter;
 pub use keys::{KeyFilter, KeySort, NewApiKey};
 pub use models::{ModelCursor, ModelFilter, Modified};

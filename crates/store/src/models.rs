@@ -9,6 +9,7 @@ use modelplane_domain::audit::AuditEvent;
 use modelplane_domain::model::{Model, RiskTier, ValidationStatus};
 use modelplane_domain::page::Page;
 use modelplane_domain::search;
+use modelplane_domain::sections::ModelSections;
 use modelplane_domain::time::from_micros;
 
 use crate::rows::{self, micros, opt_micros};
@@ -16,7 +17,7 @@ use crate::sql::Sql;
 use crate::{insert_audit, Backend, Result, Store, StoreError};
 
 /// Filters of the inventory list and export. All given filters must hold.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ModelFilter {
     pub risk_tier: Option<RiskTier>,
     pub validation_status: Option<ValidationStatus>,
@@ -28,6 +29,19 @@ pub struct ModelFilter {
     pub owner: Option<String>,
     /// `(key, value)` tag pairs the model must all carry.
     pub tags: Vec<(String, String)>,
+    /// Exact providers; the model's provider must be one of them.
+    pub provider_ids: Vec<String>,
+    /// The model must belong to one of these departments.
+    pub department_ids: Vec<Uuid>,
+    /// The model must be used by one of these agents.
+    pub agent_ids: Vec<Uuid>,
+}
+
+impl ModelFilter {
+    /// Whether any filter needs the department or agent links.
+    fn needs_links(&self) -> bool {
+        !self.department_ids.is_empty() || !self.agent_ids.is_empty()
+    }
 }
 
 /// What became of a read-modify-write.
@@ -51,13 +65,17 @@ const EXPORT_BATCH: i64 = 2000;
 const SEQ_SLOTS: i64 = 1024;
 /// Retries of an insert that lost a `seq` race.
 const SEQ_RETRIES: usize = 3;
-/// Rows per multi-row INSERT: 21 columns each stays far below both
+/// Rows per multi-row INSERT: 25 columns each stays far below both
 /// backends' bound-parameter limits.
 const BULK_ROWS: usize = 200;
 
 fn from_row(row: &AnyRow) -> Result<Model> {
     let tags: BTreeMap<String, String> = serde_json::from_str(&rows::text(row, "tags")?)
         .map_err(|e| StoreError::Corrupt(format!("model tags: {e}")))?;
+    let department_ids: Vec<String> = serde_json::from_str(&rows::text(row, "department_ids")?)
+        .map_err(|e| StoreError::Corrupt(format!("model departments: {e}")))?;
+    let sections: ModelSections = serde_json::from_str(&rows::text(row, "sections")?)
+        .map_err(|e| StoreError::Corrupt(format!("model sections: {e}")))?;
     Ok(Model {
         id: rows::uuid(row, "id")?,
         org_id: rows::uuid(row, "org_id")?,
@@ -81,6 +99,11 @@ fn from_row(row: &AnyRow) -> Result<Model> {
         created_at: rows::time(row, "created_at")?,
         updated_at: rows::time(row, "updated_at")?,
         catalog_id: rows::opt_uuid(row, "catalog_id")?,
+        department_ids: department_ids
+            .iter()
+            .map(|id| rows::parse_uuid(id))
+            .collect::<Result<_>>()?,
+        sections,
     })
 }
 
@@ -93,7 +116,8 @@ const SQLITE_BATCH_JSON: &str = "SELECT json_group_array(json_object(\
     'limitations', limitations, 'developer', developer, 'validator', validator, 'vendor', vendor, \
     'last_validated_at', last_validated_at, 'next_review_at', next_review_at, \
     'last_seen_at', last_seen_at, 'version', version, 'created_at', created_at, \
-    'updated_at', updated_at, 'catalog_id', catalog_id, 'seq', seq))";
+    'updated_at', updated_at, 'catalog_id', catalog_id, 'seq', seq, \
+    'department_ids', json(department_ids), 'sections', json(sections)))";
 const POSTGRES_BATCH_JSON: &str = "SELECT json_agg(json_build_object(\
     'id', id, 'org_id', org_id, 'model_id', model_id, 'provider', provider, \
     'display_name', display_name, 'risk_tier', risk_tier, 'validation_status', validation_status, \
@@ -101,7 +125,8 @@ const POSTGRES_BATCH_JSON: &str = "SELECT json_agg(json_build_object(\
     'limitations', limitations, 'developer', developer, 'validator', validator, 'vendor', vendor, \
     'last_validated_at', last_validated_at, 'next_review_at', next_review_at, \
     'last_seen_at', last_seen_at, 'version', version, 'created_at', created_at, \
-    'updated_at', updated_at, 'catalog_id', catalog_id, 'seq', seq))::text";
+    'updated_at', updated_at, 'catalog_id', catalog_id, 'seq', seq, \
+    'department_ids', department_ids::json, 'sections', sections::json))::text";
 
 /// A model as the batch JSON carries it: stored representations.
 #[derive(serde::Deserialize)]
@@ -129,6 +154,8 @@ struct ModelJson {
     updated_at: i64,
     catalog_id: Option<String>,
     seq: i64,
+    department_ids: Vec<String>,
+    sections: ModelSections,
 }
 
 impl TryFrom<ModelJson> for Model {
@@ -161,6 +188,12 @@ impl TryFrom<ModelJson> for Model {
             created_at: from_micros(r.created_at),
             updated_at: from_micros(r.updated_at),
             catalog_id: r.catalog_id.as_deref().map(rows::parse_uuid).transpose()?,
+            department_ids: r
+                .department_ids
+                .iter()
+                .map(|id| rows::parse_uuid(id))
+                .collect::<Result<_>>()?,
+            sections: r.sections,
         })
     }
 }
@@ -169,13 +202,63 @@ impl TryFrom<ModelJson> for Model {
 const COLUMNS: &str = "id, org_id, model_id, provider, display_name, risk_tier, \
     validation_status, owner, description, tags, intended_use, limitations, developer, \
     validator, vendor, last_validated_at, next_review_at, last_seen_at, version, \
-    created_at, updated_at, catalog_id";
+    created_at, updated_at, catalog_id, department_ids, sections";
 
 fn tags_json(model: &Model) -> Result<String> {
     serde_json::to_string(&model.tags).map_err(|e| StoreError::Corrupt(format!("model tags: {e}")))
 }
 
-async fn write_tags(tx: &mut Transaction<'static, Any>, model: &Model) -> Result<()> {
+fn departments_json(model: &Model) -> Result<String> {
+    serde_json::to_string(&model.department_ids)
+        .map_err(|e| StoreError::Corrupt(format!("model departments: {e}")))
+}
+
+fn sections_json(model: &Model) -> Result<String> {
+    serde_json::to_string(&model.sections)
+        .map_err(|e| StoreError::Corrupt(format!("model sections: {e}")))
+}
+
+/// Replaces the department rows of `model`; an id that names no department
+/// of the org fails the statement (foreign key), and the caller checked the
+/// org beforehand.
+async fn write_departments(tx: &mut Transaction<'static, Any>, model: &Model) -> Result<()> {
+    sqlx::query("DELETE FROM model_departments WHERE model_pk = $1")
+        .bind(model.id.to_string())
+        .execute(&mut **tx)
+        .await?;
+    insert_department_rows(tx, &[model]).await
+}
+
+pub(crate) async fn insert_department_rows(
+    tx: &mut Transaction<'static, Any>,
+    models: &[&Model],
+) -> Result<()> {
+    let rows: Vec<(&Model, &Uuid)> = models
+        .iter()
+        .flat_map(|m| m.department_ids.iter().map(move |d| (*m, d)))
+        .collect();
+    for chunk in rows.chunks(BULK_ROWS * 4) {
+        let mut sql =
+            Sql::new("INSERT INTO model_departments (model_pk, department_id, org_id) VALUES ");
+        for (i, (m, d)) in chunk.iter().enumerate() {
+            if i > 0 {
+                sql.push(", ");
+            }
+            sql.push("(")
+                .bind(m.id.to_string())
+                .push(", ")
+                .bind(d.to_string())
+                .push(", ")
+                .bind(m.org_id.to_string())
+                .push(")");
+        }
+        let (text, args) = sql.build_for(crate::backend_of(tx));
+        sqlx::query_with(&text, args).execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+pub(crate) async fn write_tags(tx: &mut Transaction<'static, Any>, model: &Model) -> Result<()> {
     sqlx::query("DELETE FROM model_tags WHERE model_pk = $1")
         .bind(model.id.to_string())
         .execute(&mut **tx)
@@ -207,7 +290,7 @@ fn select_model(org_id: Uuid, id: Uuid) -> Sql {
 
 /// The conditions on tier, status and provider, which `models` and
 /// `model_counts` both carry.
-fn push_facets(sql: &mut Sql, filter: &ModelFilter, providers: &Providers) {
+pub(crate) fn push_facets(sql: &mut Sql, filter: &ModelFilter, providers: &Providers) {
     if let Some(t) = filter.risk_tier {
         sql.push(" AND risk_tier = ").bind(t.as_str());
     }
@@ -301,6 +384,10 @@ fn push_model_values(sql: &mut Sql, model: &Model, tiebreak: i64) -> Result<()> 
         .bind(micros(&model.updated_at))
         .push(", ")
         .bind(model.catalog_id.map(|id| id.to_string()))
+        .push(", ")
+        .bind(departments_json(model)?)
+        .push(", ")
+        .bind(sections_json(model)?)
         .push(", ");
     push_seq(sql, micros(&model.created_at), tiebreak);
     sql.push(")");
@@ -323,7 +410,7 @@ fn push_seq(sql: &mut Sql, created_micros: i64, tiebreak: i64) {
         .push(" + 1, 0))");
 }
 
-async fn insert_row(tx: &mut Transaction<'static, Any>, model: &Model) -> Result<()> {
+pub(crate) async fn insert_row(tx: &mut Transaction<'static, Any>, model: &Model) -> Result<()> {
     let mut sql = Sql::new("INSERT INTO models (");
     sql.push(COLUMNS).push(", seq) VALUES ");
     push_model_values(&mut sql, model, 0)?;
@@ -332,9 +419,72 @@ async fn insert_row(tx: &mut Transaction<'static, Any>, model: &Model) -> Result
     Ok(())
 }
 
+/// Writes `next` over `current` (same id), with its tag and department rows.
+pub(crate) async fn update_row(
+    tx: &mut Transaction<'static, Any>,
+    current: &Model,
+    next: &Model,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE models SET display_name = $1, risk_tier = $2, validation_status = $3, \
+         owner = $4, description = $5, tags = $6, intended_use = $7, limitations = $8, \
+         developer = $9, validator = $10, vendor = $11, last_validated_at = $12, \
+         next_review_at = $13, version = $14, updated_at = $15, catalog_id = $16, \
+         department_ids = $17, sections = $18 WHERE id = $19 AND org_id = $20",
+    )
+    .bind(next.display_name.clone())
+    .bind(next.risk_tier.as_str())
+    .bind(next.validation_status.as_str())
+    .bind(next.owner.clone())
+    .bind(next.description.clone())
+    .bind(tags_json(next)?)
+    .bind(next.intended_use.clone())
+    .bind(next.limitations.clone())
+    .bind(next.developer.clone())
+    .bind(next.validator.clone())
+    .bind(next.vendor.clone())
+    .bind(opt_micros(&next.last_validated_at))
+    .bind(opt_micros(&next.next_review_at))
+    .bind(next.version)
+    .bind(micros(&next.updated_at))
+    .bind(next.catalog_id.map(|id| id.to_string()))
+    .bind(departments_json(next)?)
+    .bind(sections_json(next)?)
+    .bind(next.id.to_string())
+    .bind(next.org_id.to_string())
+    .execute(&mut **tx)
+    .await?;
+    if next.tags != current.tags {
+        write_tags(tx, next).await?;
+    }
+    if next.department_ids != current.department_ids {
+        write_departments(tx, next).await?;
+    }
+    Ok(())
+}
+
+/// The active agents (id, name) that use a model, read inside a write
+/// transaction so no agent can start using it before the delete commits.
+async fn active_agents_using(
+    tx: &mut Transaction<'static, Any>,
+    model_pk: Uuid,
+) -> Result<Vec<(Uuid, String)>> {
+    let found: Vec<(String, String)> = sqlx::query_as(
+        "SELECT a.id, a.name FROM agent_models m JOIN agents a ON a.id = m.agent_id \
+         WHERE m.model_pk = $1 AND a.active = 1 ORDER BY a.name",
+    )
+    .bind(model_pk.to_string())
+    .fetch_all(&mut **tx)
+    .await?;
+    found
+        .into_iter()
+        .map(|(id, name)| Ok((rows::parse_uuid(&id)?, name)))
+        .collect()
+}
+
 /// The provider filter, resolved: a substring filter becomes the exact set
 /// of matching providers, which the `(org_id, provider)` index then serves.
-enum Providers {
+pub(crate) enum Providers {
     Any,
     OneOf(Vec<String>),
 }
@@ -356,6 +506,7 @@ impl Store {
         let mut tx = self.begin_write().await?;
         insert_row(&mut tx, model).await?;
         write_tags(&mut tx, model).await?;
+        insert_department_rows(&mut tx, &[model]).await?;
         insert_audit(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(())
@@ -409,6 +560,8 @@ impl Store {
                 let (text, args) = sql.build_for(self.backend);
                 sqlx::query_with(&text, args).execute(&mut *tx).await?;
             }
+            let refs: Vec<&Model> = chunk.iter().collect();
+            insert_department_rows(&mut tx, &refs).await?;
         }
         crate::audit::insert_many(&mut tx, audits).await?;
         tx.commit().await?;
@@ -443,54 +596,27 @@ impl Store {
             Ok(None) => return Ok(Modified::Unchanged(current)),
             Ok(Some(change)) => change,
         };
-        sqlx::query(
-            "UPDATE models SET display_name = $1, risk_tier = $2, validation_status = $3, \
-             owner = $4, description = $5, tags = $6, intended_use = $7, limitations = $8, \
-             developer = $9, validator = $10, vendor = $11, last_validated_at = $12, \
-             next_review_at = $13, version = $14, updated_at = $15, catalog_id = $16 \
-             WHERE id = $17 AND org_id = $18",
-        )
-        .bind(next.display_name.clone())
-        .bind(next.risk_tier.as_str())
-        .bind(next.validation_status.as_str())
-        .bind(next.owner.clone())
-        .bind(next.description.clone())
-        .bind(tags_json(&next)?)
-        .bind(next.intended_use.clone())
-        .bind(next.limitations.clone())
-        .bind(next.developer.clone())
-        .bind(next.validator.clone())
-        .bind(next.vendor.clone())
-        .bind(opt_micros(&next.last_validated_at))
-        .bind(opt_micros(&next.next_review_at))
-        .bind(next.version)
-        .bind(micros(&next.updated_at))
-        .bind(next.catalog_id.map(|id| id.to_string()))
-        .bind(next.id.to_string())
-        .bind(next.org_id.to_string())
-        .execute(&mut *tx)
-        .await?;
-        if next.tags != current.tags {
-            write_tags(&mut tx, &next).await?;
-        }
+        update_row(&mut tx, &current, &next).await?;
         insert_audit(&mut tx, &audit).await?;
         tx.commit().await?;
         Ok(Modified::Written(next))
     }
 
     /// Deletes a model if `decide` agrees (it sees the locked current row and
-    /// returns the audit event), auditing in the same transaction.
+    /// the active agents using it, and returns the audit event), auditing in
+    /// the same transaction.
     pub async fn remove_model<E>(
         &self,
         org_id: Uuid,
         id: Uuid,
-        decide: impl FnOnce(&Model) -> std::result::Result<AuditEvent, E>,
+        decide: impl FnOnce(&Model, &[(Uuid, String)]) -> std::result::Result<AuditEvent, E>,
     ) -> Result<Modified<E>> {
         let mut tx = self.begin_write().await?;
         let Some(current) = self.locked_model(&mut tx, org_id, id).await? else {
             return Ok(Modified::NotFound);
         };
-        let audit = match decide(&current) {
+        let users = active_agents_using(&mut tx, id).await?;
+        let audit = match decide(&current, &users) {
             Err(e) => return Ok(Modified::Rejected(e)),
             Ok(audit) => audit,
         };
@@ -507,7 +633,7 @@ impl Store {
     /// The current row inside a write transaction, locked until it ends
     /// (`FOR UPDATE` on PostgreSQL; SQLite's `BEGIN IMMEDIATE` already holds
     /// the write lock).
-    async fn locked_model(
+    pub(crate) async fn locked_model(
         &self,
         tx: &mut Transaction<'static, Any>,
         org_id: Uuid,
@@ -522,6 +648,67 @@ impl Store {
             .fetch_optional(&mut **tx)
             .await?;
         row.as_ref().map(from_row).transpose()
+    }
+
+    /// Which of `model_ids` the org already has.
+    pub async fn existing_model_ids(
+        &self,
+        org_id: Uuid,
+        model_ids: &[String],
+    ) -> Result<std::collections::HashSet<String>> {
+        let mut found = std::collections::HashSet::new();
+        for chunk in model_ids.chunks(BULK_ROWS * 4) {
+            let mut sql = Sql::new("SELECT model_id FROM models WHERE org_id = ");
+            sql.bind(org_id.to_string())
+                .push(" AND model_id IN ")
+                .bind_list(chunk.iter().cloned());
+            let (text, args) = sql.build_for(self.backend);
+            let rows: Vec<String> = sqlx::query_scalar_with(&text, args)
+                .fetch_all(&self.pool)
+                .await?;
+            found.extend(rows);
+        }
+        Ok(found)
+    }
+
+    /// The ids of the models `filter` selects, newest first, at most `limit`.
+    pub async fn model_ids_matching(
+        &self,
+        org_id: Uuid,
+        filter: &ModelFilter,
+        limit: i64,
+    ) -> Result<Vec<Uuid>> {
+        let Some(providers) = self.prepare(org_id, filter).await? else {
+            return Ok(Vec::new());
+        };
+        let mut sql = Sql::new("SELECT id FROM models");
+        self.push_filter(&mut sql, org_id, filter, &providers);
+        sql.push(" ORDER BY seq DESC LIMIT ").bind(limit);
+        let (text, args) = sql.build_for(self.backend);
+        let ids: Vec<String> = sqlx::query_scalar_with(&text, args)
+            .fetch_all(&self.pool)
+            .await?;
+        ids.iter().map(|id| rows::parse_uuid(id)).collect()
+    }
+
+    /// The ids among `ids` that name no department of the org.
+    pub async fn unknown_departments(&self, org_id: Uuid, ids: &[Uuid]) -> Result<Vec<Uuid>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut sql = Sql::new("SELECT id FROM departments WHERE org_id = ");
+        sql.bind(org_id.to_string())
+            .push(" AND id IN ")
+            .bind_list(ids.iter().map(Uuid::to_string));
+        let (text, args) = sql.build_for(self.backend);
+        let found: Vec<String> = sqlx::query_scalar_with(&text, args)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(ids
+            .iter()
+            .filter(|id| !found.contains(&id.to_string()))
+            .copied()
+            .collect())
     }
 
     /// The distinct providers of an org, read by walking the
@@ -542,20 +729,28 @@ impl Store {
     }
 
     async fn resolve_providers(&self, org_id: Uuid, filter: &ModelFilter) -> Result<Providers> {
+        let exact = &filter.provider_ids;
         let Some(needle) = filter.provider.as_deref() else {
-            return Ok(Providers::Any);
+            return Ok(if exact.is_empty() {
+                Providers::Any
+            } else {
+                Providers::OneOf(exact.clone())
+            });
         };
         let needle = needle.to_lowercase();
-        let matching = self
-            .model_providers(org_id)
-            .await?
+        let candidates = if exact.is_empty() {
+            self.model_providers(org_id).await?
+        } else {
+            exact.clone()
+        };
+        let matching = candidates
             .into_iter()
             .filter(|p| p.to_lowercase().contains(&needle))
             .collect();
         Ok(Providers::OneOf(matching))
     }
 
-    fn push_filter(
+    pub(crate) fn push_filter(
         &self,
         sql: &mut Sql,
         org_id: Uuid,
@@ -597,6 +792,16 @@ impl Store {
         if let Some(owner) = &filter.owner {
             sql.push(" AND lower(owner) = ").bind(owner.to_lowercase());
         }
+        if !filter.department_ids.is_empty() {
+            sql.push(" AND EXISTS (SELECT 1 FROM model_departments d WHERE d.model_pk = models.id AND d.department_id IN ")
+                .bind_list(filter.department_ids.iter().map(Uuid::to_string))
+                .push(")");
+        }
+        if !filter.agent_ids.is_empty() {
+            sql.push(" AND EXISTS (SELECT 1 FROM agent_models a WHERE a.model_pk = models.id AND a.agent_id IN ")
+                .bind_list(filter.agent_ids.iter().map(Uuid::to_string))
+                .push(")");
+        }
         if self.tags_in_match(filter) {
             return;
         }
@@ -615,18 +820,25 @@ impl Store {
     /// alone: its org, tier, status and tags are words there; provider and
     /// owner are not.
     fn index_only_search(filter: &ModelFilter, providers: &Providers) -> bool {
-        filter.search.is_some() && matches!(providers, Providers::Any) && filter.owner.is_none()
+        filter.search.is_some()
+            && matches!(providers, Providers::Any)
+            && filter.owner.is_none()
+            && !filter.needs_links()
     }
 
     /// Resolves the provider filter; None when the filter can match nothing,
     /// so no query is needed.
-    async fn prepare(&self, org_id: Uuid, filter: &ModelFilter) -> Result<Option<Providers>> {
+    pub(crate) async fn prepare(
+        &self,
+        org_id: Uuid,
+        filter: &ModelFilter,
+    ) -> Result<Option<Providers>> {
         let providers = self.resolve_providers(org_id, filter).await?;
         Ok((!Self::matches_nothing(filter, &providers)).then_some(providers))
     }
 
     /// True when the filter can match nothing, so no query is needed.
-    fn matches_nothing(filter: &ModelFilter, providers: &Providers) -> bool {
+    pub(crate) fn matches_nothing(filter: &ModelFilter, providers: &Providers) -> bool {
         let empty_providers = matches!(providers, Providers::OneOf(list) if list.is_empty());
         let empty_search = filter
             .search
@@ -652,8 +864,7 @@ impl Store {
                 .fetch_one(&self.pool)
                 .await?);
         }
-        let summary_only =
-            filter.search.is_none() && filter.owner.is_none() && filter.tags.is_empty();
+        let summary_only = Self::summary_only(filter);
         let count = if summary_only {
             let mut sql = Sql::new(
                 "SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) FROM model_counts WHERE org_id = ",
@@ -670,6 +881,14 @@ impl Store {
         Ok(sqlx::query_scalar_with(&text, args)
             .fetch_one(&self.pool)
             .await?)
+    }
+
+    /// Whether the trigger-kept `model_counts` answer counts under `filter`.
+    pub(crate) fn summary_only(filter: &ModelFilter) -> bool {
+        filter.search.is_none()
+            && filter.owner.is_none()
+            && filter.tags.is_empty()
+            && !filter.needs_links()
     }
 
     /// One page of an org's inventory, newest first, and the filtered total.

@@ -1,10 +1,12 @@
 pub mod audit;
 pub mod catalog;
 pub mod docs;
+pub mod drafts;
 pub mod fallback;
 pub mod health;
 pub mod ingestion;
 pub mod keys;
+pub mod model_bulk;
 pub mod models;
 pub mod orgs;
 pub mod users;

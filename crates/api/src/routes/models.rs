@@ -19,6 +19,8 @@ use modelplane_domain::model::{
 };
 use modelplane_domain::org::RiskFramework;
 use modelplane_domain::page::Page;
+use modelplane_domain::sections::ModelSections;
+use modelplane_service::Principal;
 use modelplane_service::{models, orgs};
 use modelplane_store::ModelFilter;
 
@@ -51,6 +53,21 @@ pub struct ModelQuery {
     /// `key:value`; repeat to require several tags.
     #[serde(default)]
     tag: Vec<String>,
+    /// Same as `provider`: a case-insensitive substring of the provider.
+    provider_search: Option<String>,
+    /// Models in a department whose name contains this (case-insensitively).
+    department_search: Option<String>,
+    /// Models used by an agent whose name contains this (case-insensitively).
+    agent_search: Option<String>,
+    /// Exact provider; repeat for any of several.
+    #[serde(default)]
+    provider_id: Vec<String>,
+    /// Department id; repeat for any of several.
+    #[serde(default)]
+    department_id: Vec<uuid::Uuid>,
+    /// Agent id; repeat for any of several.
+    #[serde(default)]
+    agent_id: Vec<uuid::Uuid>,
     /// Default 50, at most 200.
     limit: Option<i64>,
     offset: Option<i64>,
@@ -108,7 +125,58 @@ fn model_filter(
         search: non_empty(search),
         owner: non_empty(owner),
         tags: parse_tags(tag)?,
+        ..ModelFilter::default()
     })
+}
+
+/// Every filter the list takes, as the list, the facets and bulk `all: true`
+/// requests share them.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ModelFilters {
+    pub risk_tier: Option<RiskTier>,
+    pub validation_status: Option<ValidationStatus>,
+    pub provider: Option<String>,
+    pub provider_search: Option<String>,
+    pub search: Option<String>,
+    pub owner: Option<String>,
+    #[serde(default)]
+    pub tag: Vec<String>,
+    pub department_search: Option<String>,
+    pub agent_search: Option<String>,
+    #[serde(default)]
+    pub provider_id: Vec<String>,
+    #[serde(default)]
+    pub department_id: Vec<uuid::Uuid>,
+    #[serde(default)]
+    pub agent_id: Vec<uuid::Uuid>,
+}
+
+impl ModelFilters {
+    pub fn into_search(self) -> ApiResult<models::ModelSearch> {
+        if self.provider.is_some() && self.provider_search.is_some() {
+            return Err(ApiError::validation(
+                "provider_search",
+                "give provider or provider_search, not both",
+            ));
+        }
+        let mut filter = model_filter(
+            self.risk_tier,
+            self.validation_status,
+            self.provider.or(self.provider_search),
+            self.search,
+            self.owner,
+            self.tag,
+        )?;
+        filter.provider_ids = self.provider_id;
+        filter.department_ids = self.department_id;
+        filter.agent_ids = self.agent_id;
+        Ok(models::ModelSearch {
+            filter,
+            department_search: non_empty(self.department_search),
+            agent_search: non_empty(self.agent_search),
+        })
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -117,6 +185,44 @@ pub struct ModelList {
     pub limit: i64,
     pub offset: i64,
     pub models: Vec<ModelBody>,
+    /// For providers, departments and agents: each value with its count of
+    /// models under the current filters.
+    pub facets: Facets,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Facets {
+    pub providers: Vec<FacetEntry>,
+    pub departments: Vec<FacetEntry>,
+    pub agents: Vec<FacetEntry>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FacetEntry {
+    /// The provider name, or the department's or agent's id.
+    pub id: String,
+    pub name: String,
+    pub count: i64,
+}
+
+impl From<modelplane_store::ModelFacets> for Facets {
+    fn from(f: modelplane_store::ModelFacets) -> Self {
+        let entries = |values: Vec<modelplane_store::FacetValue>| {
+            values
+                .into_iter()
+                .map(|v| FacetEntry {
+                    id: v.id,
+                    name: v.name,
+                    count: v.count,
+                })
+                .collect()
+        };
+        Facets {
+            providers: entries(f.providers),
+            departments: entries(f.departments),
+            agents: entries(f.agents),
+        }
+    }
 }
 
 /// An inventory entry: the org's own fields, and where it links to the
@@ -126,32 +232,52 @@ pub struct ModelList {
 pub struct ModelBody {
     #[serde(flatten)]
     pub model: Model,
+    /// The sections as users of the model see them: the org's own, and for
+    /// each section the org left unset, the linked catalog model's facts.
+    pub effective_sections: ModelSections,
+    /// Whether the caller may edit this model.
+    pub can_edit: bool,
+    /// Why not, when `can_edit` is false.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disabled_reason: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub catalog: Option<CatalogModelBody>,
 }
 
-/// The bodies of `models`, each with its catalog facts.
-async fn bodies(s: &AppState, models: Vec<Model>) -> ApiResult<Vec<ModelBody>> {
-    let catalog = models::catalog_of(&s.store, &models).await?;
+/// The bodies of `models`, each with its catalog facts and what the caller
+/// may do with it.
+pub(super) async fn bodies(
+    s: &AppState,
+    p: &Principal,
+    models: Vec<Model>,
+) -> ApiResult<Vec<ModelBody>> {
+    let (catalog, scope) = tokio::try_join!(
+        models::catalog_of(&s.store, &models),
+        models::edit_scope(&s.store, p)
+    )?;
     Ok(models
         .into_iter()
         .map(|model| {
-            let entry = model.catalog_id.and_then(|id| catalog.get(&id).cloned());
+            let entry = model.catalog_id.and_then(|id| catalog.get(&id));
+            let disabled_reason = scope.refusal(&model);
             ModelBody {
+                effective_sections: model.sections.effective(entry),
+                can_edit: disabled_reason.is_none(),
+                disabled_reason,
+                catalog: entry.cloned().map(CatalogModelBody::from),
                 model,
-                catalog: entry.map(CatalogModelBody::from),
             }
         })
         .collect())
 }
 
 /// The response of one model, with its version as `ETag` for `If-Match`.
-async fn with_etag(s: &AppState, model: Model) -> ApiResult<Response> {
+pub(super) async fn with_etag(s: &AppState, p: &Principal, model: Model) -> ApiResult<Response> {
     let mut headers = HeaderMap::new();
     if let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", model.version)) {
         headers.insert(ETAG, v);
     }
-    let body = bodies(s, vec![model]).await?.pop();
+    let body = bodies(s, p, vec![model]).await?.pop();
     Ok((headers, Json(body)).into_response())
 }
 
@@ -165,20 +291,28 @@ async fn list_models(
     ApiQuery(q): ApiQuery<ModelQuery>,
 ) -> ApiResult<Json<ModelList>> {
     let page = Page::parse(q.limit, q.offset)?;
-    let filter = model_filter(
-        q.risk_tier,
-        q.validation_status,
-        q.provider,
-        q.search,
-        q.owner,
-        q.tag,
-    )?;
-    let listed = models::list(&s.store, &p, &filter, page).await?;
+    let search = ModelFilters {
+        risk_tier: q.risk_tier,
+        validation_status: q.validation_status,
+        provider: q.provider,
+        provider_search: q.provider_search,
+        search: q.search,
+        owner: q.owner,
+        tag: q.tag,
+        department_search: q.department_search,
+        agent_search: q.agent_search,
+        provider_id: q.provider_id,
+        department_id: q.department_id,
+        agent_id: q.agent_id,
+    }
+    .into_search()?;
+    let (listed, facets) = models::list(&s.store, &p, search, page).await?;
     Ok(Json(ModelList {
         total: listed.total,
         limit: page.limit,
         offset: page.offset,
-        models: bodies(&s, listed.items).await?,
+        models: bodies(&s, &p, listed.items).await?,
+        facets: facets.into(),
     }))
 }
 
@@ -192,7 +326,7 @@ async fn create_model(
     ApiJson(body): ApiJson<ModelCreate>,
 ) -> ApiResult<(StatusCode, Response)> {
     let model = models::create(&s.store, &p, body).await?;
-    Ok((StatusCode::CREATED, with_etag(&s, model).await?))
+    Ok((StatusCode::CREATED, with_etag(&s, &p, model).await?))
 }
 
 #[utoipa::path(get, path = "/api/v1/models/{id}", tag = "models", params(("id" = uuid::Uuid, Path)),
@@ -204,7 +338,7 @@ async fn get_model(
     IdPath(id): IdPath,
 ) -> ApiResult<Response> {
     let model = models::get(&s.store, &p, id).await?;
-    with_etag(&s, model).await
+    with_etag(&s, &p, model).await
 }
 
 /// Partial update; `tags` replaces the whole map. Send `If-Match: <version>`
@@ -221,7 +355,7 @@ async fn replace_model(
     ApiJson(body): ApiJson<ModelChanges>,
 ) -> ApiResult<Response> {
     let model = models::update(&s.store, &p, id, body, TagsMode::Replace, v).await?;
-    with_etag(&s, model).await
+    with_etag(&s, &p, model).await
 }
 
 /// Partial update; `tags` merges, a null value removing that key.
@@ -237,7 +371,7 @@ async fn patch_model(
     ApiJson(body): ApiJson<ModelChanges>,
 ) -> ApiResult<Response> {
     let model = models::update(&s.store, &p, id, body, TagsMode::Merge, v).await?;
-    with_etag(&s, model).await
+    with_etag(&s, &p, model).await
 }
 
 /// Removes a model from the inventory; its history stays.

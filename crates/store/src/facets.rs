@@ -1,0 +1,172 @@
+//! Facet counts of the inventory list: for providers, departments and
+//! agents, how many models each has under the list's current filters.
+
+use sqlx::any::AnyRow;
+use sqlx::Row;
+use uuid::Uuid;
+
+use crate::models::{push_facets, ModelFilter, Providers};
+use crate::orgs::like_pattern;
+use crate::sql::Sql;
+use crate::{rows, Result, Store};
+
+/// One value of a facet and how many filtered models carry it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FacetValue {
+    /// The provider name, or the department's or agent's id.
+    pub id: String,
+    pub name: String,
+    pub count: i64,
+}
+
+/// The facets of one list request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ModelFacets {
+    pub providers: Vec<FacetValue>,
+    pub departments: Vec<FacetValue>,
+    pub agents: Vec<FacetValue>,
+}
+
+fn value(row: &AnyRow) -> Result<FacetValue> {
+    Ok(FacetValue {
+        id: rows::text(row, "id")?,
+        name: rows::text(row, "name")?,
+        count: row.try_get::<i64, _>("n")?,
+    })
+}
+
+/// Largest count first, then by name.
+fn ordered(mut values: Vec<FacetValue>) -> Vec<FacetValue> {
+    values.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.name.cmp(&b.name)));
+    values
+}
+
+/// The org resources a model list can be narrowed to by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelGroup {
+    Department,
+    Agent,
+}
+
+impl Store {
+    /// The ids of the org's departments or agents whose name contains
+    /// `needle`, case-insensitively.
+    pub async fn group_ids_named(
+        &self,
+        org_id: Uuid,
+        group: ModelGroup,
+        needle: &str,
+    ) -> Result<Vec<Uuid>> {
+        let mut sql = Sql::new(match group {
+            ModelGroup::Department => "SELECT id FROM departments WHERE org_id = ",
+            ModelGroup::Agent => "SELECT id FROM agents WHERE org_id = ",
+        });
+        sql.bind(org_id.to_string())
+            .push(" AND lower(name) LIKE ")
+            .bind(like_pattern(needle))
+            .push(" ESCAPE '\\'");
+        let (text, args) = sql.build_for(self.backend);
+        let ids: Vec<String> = sqlx::query_scalar_with(&text, args)
+            .fetch_all(&self.pool)
+            .await?;
+        ids.iter().map(|id| rows::parse_uuid(id)).collect()
+    }
+
+    /// Counts per provider, department and agent of the models `filter`
+    /// selects. Departments and agents of the org that no selected model
+    /// uses are listed with 0, so a client can show every choice.
+    pub async fn model_facets(&self, org_id: Uuid, filter: &ModelFilter) -> Result<ModelFacets> {
+        let providers = match self.prepare(org_id, filter).await? {
+            Some(p) => p,
+            // The filter can match nothing: every count is zero.
+            None => Providers::OneOf(Vec::new()),
+        };
+        let nothing = matches!(&providers, Providers::OneOf(list) if list.is_empty())
+            || Self::matches_nothing(filter, &providers);
+        let provider_counts = if nothing {
+            Vec::new()
+        } else {
+            self.provider_facet(org_id, filter, &providers).await?
+        };
+        let departments = self
+            .link_facet(
+                org_id,
+                filter,
+                &providers,
+                nothing,
+                "SELECT g.id AS id, g.name AS name, COUNT(l.model_pk) AS n FROM departments g \
+                 LEFT JOIN model_departments l ON l.department_id = g.id",
+            )
+            .await?;
+        let agents = self
+            .link_facet(
+                org_id,
+                filter,
+                &providers,
+                nothing,
+                "SELECT g.id AS id, g.name AS name, COUNT(l.model_pk) AS n FROM agents g \
+                 LEFT JOIN agent_models l ON l.agent_id = g.id",
+            )
+            .await?;
+        Ok(ModelFacets {
+            providers: provider_counts,
+            departments,
+            agents,
+        })
+    }
+
+    async fn provider_facet(
+        &self,
+        org_id: Uuid,
+        filter: &ModelFilter,
+        providers: &Providers,
+    ) -> Result<Vec<FacetValue>> {
+        let sql = if Self::summary_only(filter) {
+            let mut sql = Sql::new(
+                "SELECT provider AS id, provider AS name, CAST(SUM(n) AS BIGINT) AS n \
+                 FROM model_counts WHERE org_id = ",
+            );
+            sql.bind(org_id.to_string());
+            push_facets(&mut sql, filter, providers);
+            sql.push(" GROUP BY provider HAVING SUM(n) > 0");
+            sql
+        } else {
+            let mut sql = Sql::new(
+                "SELECT provider AS id, provider AS name, CAST(COUNT(*) AS BIGINT) AS n FROM models",
+            );
+            self.push_filter(&mut sql, org_id, filter, providers);
+            sql.push(" GROUP BY provider");
+            sql
+        };
+        let (text, args) = sql.build_for(self.backend);
+        let rows = sqlx::query_with(&text, args).fetch_all(&self.pool).await?;
+        Ok(ordered(rows.iter().map(value).collect::<Result<_>>()?))
+    }
+
+    /// Counts of a link table (departments or agents) restricted to the
+    /// filtered models; the link rows are joined only where they belong to
+    /// a selected model, so unused groups count 0.
+    async fn link_facet(
+        &self,
+        org_id: Uuid,
+        filter: &ModelFilter,
+        providers: &Providers,
+        nothing: bool,
+        head: &'static str,
+    ) -> Result<Vec<FacetValue>> {
+        let mut sql = Sql::new(head);
+        if nothing {
+            sql.push(" AND 1 = 0");
+        } else if *filter != ModelFilter::default() {
+            sql.push(" AND l.model_pk IN (SELECT id FROM models");
+            self.push_filter(&mut sql, org_id, filter, providers);
+            sql.push(")");
+        }
+        sql.push(" WHERE g.org_id = ")
+            .bind(org_id.to_string())
+            .push(" GROUP BY g.id, g.name");
+        let (text, args) = sql.build_for(self.backend);
+        let rows = sqlx::query_with(&text, args).fetch_all(&self.pool).await?;
+        Ok(ordered(rows.iter().map(value).collect::<Result<_>>()?))
+    }
+}
