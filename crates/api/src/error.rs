@@ -26,6 +26,8 @@ pub enum ErrorCode {
     UnsupportedMediaType,
     MethodNotAllowed,
     InvalidStatusTransition,
+    /// A 422 with its own stable code (e.g. `idempotency_key_reused`).
+    UnprocessableCode(&'static str),
     ServiceUnavailable,
     Internal,
 }
@@ -45,7 +47,9 @@ impl ErrorCode {
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::InvalidStatusTransition => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::InvalidStatusTransition | Self::UnprocessableCode(_) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             Self::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -66,6 +70,7 @@ impl ErrorCode {
             Self::UnsupportedMediaType => "unsupported_media_type".into(),
             Self::MethodNotAllowed => "method_not_allowed".into(),
             Self::InvalidStatusTransition => "invalid_status_transition".into(),
+            Self::UnprocessableCode(code) => code.into(),
             Self::ServiceUnavailable => "service_unavailable".into(),
             Self::Internal => "internal_error".into(),
         }

@@ -6,6 +6,7 @@
 
 pub mod error;
 pub mod extract;
+pub mod idempotency;
 pub mod metrics;
 pub mod openapi;
 mod routes;
@@ -35,6 +36,7 @@ pub fn router(state: AppState) -> Router {
     api.merge(routes::docs::router(openapi_json))
         .fallback(routes::fallback::not_found)
         .method_not_allowed_fallback(routes::fallback::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), idempotency::guard))
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, Duration::from_secs(60)))

@@ -12,6 +12,7 @@ mod audit;
 mod catalog;
 mod drafts;
 mod facets;
+mod idempotency;
 mod ingestion;
 mod keys;
 mod models;
@@ -34,6 +35,7 @@ pub use catalog::{
     ListingState, ProviderSummary, ResolveCandidate,
 };
 pub use facets::{FacetValue, ModelFacets, ModelGroup};
+pub use idempotency::Claim;
 pub use ingestion::RunFilter;
 pub use keys::{KeyFilter, KeySort, NewApiKey};
 pub use models::{ModelCursor, ModelFilter, Modified};

@@ -8,6 +8,7 @@ mod bad_input;
 mod catalog;
 mod cli;
 mod export;
+mod idempotency;
 mod inventory_editing;
 mod models;
 mod ops;
