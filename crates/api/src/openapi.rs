@@ -56,6 +56,7 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .merge(routes::models::router())
         .merge(routes::model_bulk::router())
         .merge(routes::drafts::router())
+        .merge(routes::admin::router())
         .merge(routes::audit::router())
         .merge(routes::catalog::router())
         .merge(routes::ingestion::router())

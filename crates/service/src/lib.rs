@@ -12,6 +12,7 @@ pub mod drafts;
 pub mod error;
 pub mod ingestion;
 pub mod keys;
+pub mod maintenance;
 pub mod model_bulk;
 pub mod models;
 pub mod orgs;

@@ -15,6 +15,7 @@ mod facets;
 mod idempotency;
 mod ingestion;
 mod keys;
+mod maintenance;
 mod models;
 mod orgs;
 mod rows;

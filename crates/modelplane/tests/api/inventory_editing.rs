@@ -16,6 +16,7 @@ both_backends!(
     concurrent_patches_of_one_draft_let_exactly_one_through,
     publishing_two_drafts_of_one_model_refuses_the_second,
     list_facets_count_providers_under_the_current_filters,
+    refresh_rebuilds_counts_that_a_hand_edit_broke,
 );
 
 fn id(v: &Value) -> String {
@@ -507,4 +508,36 @@ async fn list_facets_count_providers_under_the_current_filters(app: TestApp) {
     let (_, nothing) = app.get("/api/v1/models?department_search=nobody").await;
     assert_eq!(nothing["total"], 0);
     assert_eq!(nothing["facets"]["providers"], json!([]));
+}
+
+async fn refresh_rebuilds_counts_that_a_hand_edit_broke(app: TestApp) {
+    for i in 0..3 {
+        app.create_model(
+            json!({"model_id": format!("m{i}"), "provider": "p", "risk_tier": "tier_2"}),
+        )
+        .await;
+    }
+    sqlx::query("UPDATE model_counts SET n = 40")
+        .execute(&mut app.database().await)
+        .await
+        .expect("hand edit");
+    let (_, broken) = app.get("/api/v1/models?risk_tier=tier_2").await;
+    assert_eq!(broken["total"], 40, "the summary table answers this count");
+    let (status, done) = app.post("/api/v1/admin/refresh", json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    assert_eq!(done["success"], true);
+    assert_eq!(done["models_counted"], 3);
+    assert!(done["refreshed_views"]
+        .as_array()
+        .expect("views")
+        .contains(&json!("model_counts")));
+    let (_, fixed) = app.get("/api/v1/models?risk_tier=tier_2").await;
+    assert_eq!(fixed["total"], 3);
+    let (_, facets) = app.get("/api/v1/models").await;
+    assert_eq!(facets["facets"]["providers"][0]["count"], 3);
+    let writer = app.key_with(&["registry:write"], None).await;
+    let refused = app
+        .call(Method::POST, "/api/v1/admin/refresh", Some(&writer), None)
+        .await;
+    assert_error(&refused, StatusCode::FORBIDDEN, "forbidden");
 }

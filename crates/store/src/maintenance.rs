@@ -1,0 +1,55 @@
+//! Rebuilding what the store precomputes for searches and counts.
+
+use uuid::Uuid;
+
+use crate::{Backend, Result, Store};
+
+impl Store {
+    /// Recounts the org's `model_counts` from its models, in one
+    /// transaction (the triggers keep them exact; this repairs a database
+    /// edited by hand). Returns the number of models counted.
+    pub async fn recount_models(&self, org_id: Uuid) -> Result<i64> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("DELETE FROM model_counts WHERE org_id = $1")
+            .bind(org_id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO model_counts (org_id, risk_tier, validation_status, provider, n) \
+             SELECT org_id, risk_tier, validation_status, provider, COUNT(*) FROM models \
+             WHERE org_id = $1 GROUP BY org_id, risk_tier, validation_status, provider",
+        )
+        .bind(org_id.to_string())
+        .execute(&mut *tx)
+        .await?;
+        let total: i64 = sqlx::query_scalar(
+            "SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) FROM model_counts WHERE org_id = $1",
+        )
+        .bind(org_id.to_string())
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(total)
+    }
+
+    /// Refreshes the planner's statistics (`ANALYZE`).
+    pub async fn analyze(&self) -> Result<()> {
+        match self.backend {
+            Backend::Sqlite => sqlx::query("PRAGMA optimize").execute(&self.pool).await?,
+            Backend::Postgres => {
+                sqlx::query("ANALYZE models, model_departments, agent_models, catalog_models")
+                    .execute(&self.pool)
+                    .await?
+            }
+        };
+        Ok(())
+    }
+
+    /// The full-text indexes `optimize_search` merges (none on PostgreSQL).
+    pub fn search_indexes(&self) -> &'static [&'static str] {
+        match self.backend {
+            Backend::Sqlite => &["models_fts", "catalog_fts"],
+            Backend::Postgres => &[],
+        }
+    }
+}
