@@ -4,8 +4,10 @@
 //! entities, their validation, and the state machines that every other layer
 //! relies on. Ids and timestamps are passed in by the service layer.
 
+pub mod agent;
 pub mod audit;
 pub mod catalog;
+pub mod department;
 pub mod error;
 pub mod ingestion;
 pub mod key;
@@ -13,6 +15,7 @@ pub mod model;
 pub mod org;
 pub mod page;
 pub mod patch;
+pub mod reference;
 pub mod search;
 pub mod time;
 pub mod user;
