@@ -23,6 +23,7 @@ use crate::state::AppState;
         (name = "users", description = "Users of an org"),
         (name = "keys", description = "API keys"),
         (name = "models", description = "The governed model inventory"),
+        (name = "departments", description = "An org's departments, which its models and users belong to"),
         (name = "audit", description = "The append-only audit trail"),
         (name = "catalog", description = "The global catalog of models, shared by every org"),
         (name = "ingestion", description = "Feeding the catalog from providers, aggregators and Hugging Face"),
@@ -53,6 +54,7 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .merge(routes::users::router())
         .merge(routes::keys::router())
         .merge(routes::models::router())
+        .merge(routes::departments::router())
         .merge(routes::audit::router())
         .merge(routes::catalog::router())
         .merge(routes::ingestion::router())

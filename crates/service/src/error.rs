@@ -12,6 +12,7 @@ pub enum Entity {
     Model,
     CatalogModel,
     IngestionRun,
+    Department,
 }
 
 impl Entity {
@@ -23,6 +24,7 @@ impl Entity {
             Entity::Model => "model",
             Entity::CatalogModel => "catalog_model",
             Entity::IngestionRun => "ingestion_run",
+            Entity::Department => "department",
         }
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod auth;
 pub mod catalog;
+pub mod departments;
 pub mod error;
 pub mod ingestion;
 pub mod keys;

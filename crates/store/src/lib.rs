@@ -9,6 +9,7 @@
 
 mod audit;
 mod catalog;
+mod departments;
 mod ingestion;
 mod keys;
 mod models;
@@ -30,6 +31,7 @@ pub use catalog::{
     BatchCounts, CatalogFilter, CatalogSort, CatalogSortKey, Folded, Incoming, Listing,
     ListingState, ProviderSummary, ResolveCandidate,
 };
+pub use departments::DEPARTMENTS_TABLE;
 pub use ingestion::RunFilter;
 pub use keys::{KeyFilter, KeySort, NewApiKey};
 pub use models::{ModelCursor, ModelFilter, Modified};

@@ -1,5 +1,6 @@
 pub mod audit;
 pub mod catalog;
+pub mod departments;
 pub mod docs;
 pub mod fallback;
 pub mod health;
