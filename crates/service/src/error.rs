@@ -13,6 +13,7 @@ pub enum Entity {
     CatalogModel,
     IngestionRun,
     Department,
+    Agent,
 }
 
 impl Entity {
@@ -25,6 +26,7 @@ impl Entity {
             Entity::CatalogModel => "catalog_model",
             Entity::IngestionRun => "ingestion_run",
             Entity::Department => "department",
+            Entity::Agent => "agent",
         }
     }
 }

@@ -6,6 +6,7 @@
 //! store to write the change together with its audit event. Nothing here
 //! knows HTTP or SQL.
 
+pub mod agents;
 pub mod auth;
 pub mod catalog;
 pub mod departments;

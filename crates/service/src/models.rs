@@ -216,8 +216,9 @@ pub async fn history(
     Ok(listed)
 }
 
-/// The org's audit trail. Registry readers see model events; the rest
-/// (users, keys, the org) needs `admin`.
+/// The org's audit trail. Registry readers see model events (and agent
+/// events when they ask for them); the rest (users, keys, departments, the
+/// org) needs `admin`.
 pub async fn audit_events(
     store: &Store,
     p: &Principal,
@@ -228,7 +229,7 @@ pub async fn audit_events(
     if !p.has(Scope::Admin) {
         match filter.entity_type {
             None => filter.entity_type = Some(EntityType::Model),
-            Some(EntityType::Model) => {}
+            Some(EntityType::Model | EntityType::Agent) => {}
             Some(_) => p.require(Scope::Admin)?,
         }
     }

@@ -7,6 +7,7 @@
 //! The store inserts what the service layer hands it as-is: ids, timestamps
 //! and audit events are made above this layer.
 
+mod agents;
 mod audit;
 mod catalog;
 mod departments;
@@ -24,6 +25,7 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{Any, AnyPool, Executor, Transaction};
 
+pub use agents::{AgentFilter, MODELS_TABLE};
 /// Writes one audit event inside the caller's transaction.
 use audit::insert as insert_audit;
 pub use audit::AuditFilter;

@@ -1,3 +1,4 @@
+pub mod agents;
 pub mod audit;
 pub mod catalog;
 pub mod departments;

@@ -1,4 +1,4 @@
-//! Departments and the departments users belong to (agents join later).
+//! Departments, agents, and the departments users belong to.
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -11,6 +11,11 @@ both_backends!(
     departments_crud_lookup_and_unique_names,
     departments_are_org_scoped_and_written_by_admins,
     a_department_in_use_cannot_be_deleted,
+    agents_crud_keeps_model_order_and_lookup,
+    agent_model_ids_must_be_models_of_the_org,
+    stale_agent_versions_are_refused,
+    agents_are_org_scoped_and_written_with_registry_write,
+    store_reports_the_agents_of_models,
     users_carry_their_department_ids,
 );
 
@@ -260,6 +265,306 @@ async fn a_department_in_use_cannot_be_deleted(app: TestApp) {
         app.delete(&format!("/api/v1/orgs/{org}")).await.0,
         StatusCode::NO_CONTENT
     );
+}
+
+async fn agents_crud_keeps_model_order_and_lookup(app: TestApp) {
+    let m1 = model(&app, "m1").await;
+    let m2 = model(&app, "m2").await;
+    let (status, agent) = app
+        .post(
+            "/api/v1/agents",
+            json!({"name": "Helpdesk", "description": "Answers tickets", "model_ids": [m2, m1]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{agent}");
+    let id = id_of(&agent);
+    assert_eq!(
+        (
+            &agent["active"],
+            &agent["version"],
+            &agent["model_ids"],
+            &agent["description"]
+        ),
+        (
+            &json!(true),
+            &json!(1),
+            &json!([m2, m1]),
+            &json!("Answers tickets")
+        )
+    );
+    let path = format!("/api/v1/agents/{id}");
+    assert_eq!(app.get(&path).await, (StatusCode::OK, agent.clone()));
+
+    let (status, idle) = app
+        .post(
+            "/api/v1/agents",
+            json!({"name": "Archiver", "active": false}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{idle}");
+    assert_eq!(idle["model_ids"], json!([]));
+    let got = app
+        .post("/api/v1/agents", json!({"name": "Helpdesk"}))
+        .await;
+    assert_error(&got, StatusCode::CONFLICT, "agent_already_exists");
+
+    let (_, list) = app.get("/api/v1/agents").await;
+    assert_eq!(
+        (&list["total"], &list["limit"], &list["offset"]),
+        (&json!(2), &json!(50), &json!(0))
+    );
+    assert_eq!(list["agents"], json!([idle, agent]), "by name, with models");
+    let (_, active) = app.get("/api/v1/agents?active=true").await;
+    assert_eq!(active["agents"], json!([agent]));
+    let (_, lookup) = app.get("/api/v1/agents/lookup?q=HELP").await;
+    assert_eq!(lookup["items"], json!([{"id": id, "name": "Helpdesk"}]));
+
+    let (status, edited) = app
+        .patch(
+            &path,
+            json!({"model_ids": [m1], "active": false, "description": null}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{edited}");
+    assert_eq!(
+        (
+            &edited["model_ids"],
+            &edited["active"],
+            &edited["version"],
+            &edited["description"]
+        ),
+        (&json!([m1]), &json!(false), &json!(2), &Value::Null)
+    );
+    let (status, same) = app.patch(&path, json!({"model_ids": [m1]})).await;
+    assert_eq!(
+        (status, &same["version"]),
+        (StatusCode::OK, &json!(2)),
+        "no change, no new version"
+    );
+    let got = app.patch(&path, json!({"name": "Archiver"})).await;
+    assert_error(&got, StatusCode::CONFLICT, "agent_already_exists");
+
+    assert_eq!(app.delete(&path).await.0, StatusCode::NO_CONTENT);
+    assert_error(
+        &app.get(&path).await,
+        StatusCode::NOT_FOUND,
+        "agent_not_found",
+    );
+    assert_eq!(
+        audit_actions(&app, "agent", &id).await,
+        ["delete", "update", "create"]
+    );
+    // Deleting the agent leaves its models alone.
+    assert_eq!(
+        app.get(&format!("/api/v1/models/{m2}")).await.0,
+        StatusCode::OK
+    );
+}
+
+async fn agent_model_ids_must_be_models_of_the_org(app: TestApp) {
+    let mine = model(&app, "mine").await;
+    let (_, admin) = app.org_with_admin("elsewhere").await;
+    let (_, foreign) = call_as(
+        &app,
+        &admin,
+        Method::POST,
+        "/api/v1/models",
+        Some(json!({"model_id": "theirs", "provider": "p", "risk_tier": "tier_1"})),
+    )
+    .await;
+    let foreign = id_of(&foreign);
+    let unknown = Uuid::now_v7().to_string();
+
+    let got = app
+        .post(
+            "/api/v1/agents",
+            json!({"name": "a", "model_ids": [mine, unknown, foreign]}),
+        )
+        .await;
+    assert_error(&got, StatusCode::BAD_REQUEST, "validation_error");
+    assert_eq!(got.1["error"]["details"]["field"], "model_ids");
+    let message = got.1["error"]["message"].as_str().expect("message");
+    assert!(
+        message.contains(&unknown) && message.contains(&foreign) && !message.contains(&mine),
+        "names exactly the unknown ids: {message}"
+    );
+    let got = app
+        .post(
+            "/api/v1/agents",
+            json!({"name": "a", "model_ids": [mine, mine]}),
+        )
+        .await;
+    assert_error(&got, StatusCode::BAD_REQUEST, "validation_error");
+    assert_eq!(got.1["error"]["details"]["field"], "model_ids");
+    let got = app
+        .post(
+            "/api/v1/agents",
+            json!({"name": "a", "model_ids": ["nope"]}),
+        )
+        .await;
+    assert_error(&got, StatusCode::BAD_REQUEST, "validation_error");
+    let (_, list) = app.get("/api/v1/agents").await;
+    assert_eq!(list["total"], 0, "nothing was written");
+
+    let (status, agent) = app
+        .post("/api/v1/agents", json!({"name": "a", "model_ids": [mine]}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{agent}");
+    let path = format!("/api/v1/agents/{}", id_of(&agent));
+    let got = app
+        .patch(&path, json!({"model_ids": [mine, foreign]}))
+        .await;
+    assert_error(&got, StatusCode::BAD_REQUEST, "validation_error");
+    assert_eq!(got.1["error"]["details"]["field"], "model_ids");
+    assert_eq!(app.get(&path).await.1, agent, "unchanged");
+}
+
+async fn stale_agent_versions_are_refused(app: TestApp) {
+    let (_, agent) = app.post("/api/v1/agents", json!({"name": "v"})).await;
+    let path = format!("/api/v1/agents/{}", id_of(&agent));
+    let (status, v2) = app
+        .patch(&path, json!({"description": "one", "expected_version": 1}))
+        .await;
+    assert_eq!((status, &v2["version"]), (StatusCode::OK, &json!(2)));
+    let got = app
+        .patch(&path, json!({"description": "two", "expected_version": 1}))
+        .await;
+    assert_error(&got, StatusCode::CONFLICT, "version_conflict");
+    assert_eq!(
+        got.1["error"]["details"],
+        json!({"expected_version": 1, "current_version": 2})
+    );
+    assert_eq!(app.get(&path).await.1["description"], "one");
+    let (status, v3) = app
+        .patch(&path, json!({"description": "two", "expected_version": 2}))
+        .await;
+    assert_eq!((status, &v3["version"]), (StatusCode::OK, &json!(3)));
+    let got = app.patch(&path, json!({"expected_version": "x"})).await;
+    assert_error(&got, StatusCode::BAD_REQUEST, "validation_error");
+}
+
+async fn agents_are_org_scoped_and_written_with_registry_write(app: TestApp) {
+    let (_, agent) = app.post("/api/v1/agents", json!({"name": "ours"})).await;
+    let path = format!("/api/v1/agents/{}", id_of(&agent));
+    let (_, admin) = app.org_with_admin("nosy").await;
+    for (method, body) in [
+        (Method::GET, None),
+        (Method::PATCH, Some(json!({"name": "x"}))),
+        (Method::DELETE, None),
+    ] {
+        let got = call_as(&app, &admin, method, &path, body).await;
+        assert_error(&got, StatusCode::NOT_FOUND, "agent_not_found");
+    }
+    let (_, list) = call_as(&app, &admin, Method::GET, "/api/v1/agents/lookup", None).await;
+    assert_eq!(list["total"], 0);
+
+    let reader = app.key_with(&["registry:read"], None).await;
+    assert_eq!(
+        call_as(&app, &reader, Method::GET, &path, None).await.0,
+        StatusCode::OK
+    );
+    for (method, path, body) in [
+        (Method::POST, "/api/v1/agents", Some(json!({"name": "r"}))),
+        (Method::PATCH, path.as_str(), Some(json!({"name": "r"}))),
+        (Method::DELETE, path.as_str(), None),
+    ] {
+        let got = call_as(&app, &reader, method, path, body).await;
+        assert_error(&got, StatusCode::FORBIDDEN, "forbidden");
+    }
+    let writer = app.key_with(&["registry:write"], None).await;
+    let (status, made) = call_as(
+        &app,
+        &writer,
+        Method::POST,
+        "/api/v1/agents",
+        Some(json!({"name": "w"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    // Registry readers may follow an agent's history.
+    let (status, audit) = call_as(
+        &app,
+        &reader,
+        Method::GET,
+        &format!(
+            "/api/v1/audit-events?entity_type=agent&entity_id={}",
+            id_of(&made)
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{audit}");
+    assert_eq!(audit["total"], 1);
+}
+
+async fn store_reports_the_agents_of_models(app: TestApp) {
+    let m1 = model(&app, "m1").await;
+    let m2 = model(&app, "m2").await;
+    let unused = model(&app, "unused").await;
+    let mut agents = Vec::new();
+    for (name, active, models) in [
+        ("Zed", true, json!([m1, m2])),
+        ("Alpha", true, json!([m1])),
+        ("Dormant", false, json!([m1])),
+    ] {
+        let (status, a) = app
+            .post(
+                "/api/v1/agents",
+                json!({"name": name, "active": active, "model_ids": models}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{a}");
+        agents.push(Uuid::parse_str(&id_of(&a)).expect("uuid"));
+    }
+    let (zed, alpha, dormant) = (agents[0], agents[1], agents[2]);
+    let (_, me) = app.get("/api/v1/orgs?q=default").await;
+    let org = Uuid::parse_str(me["orgs"][0]["id"].as_str().expect("id")).expect("uuid");
+    let uuid = |s: &str| Uuid::parse_str(s).expect("uuid");
+
+    let store = modelplane_store::Store::connect(&app.database_url)
+        .await
+        .expect("store");
+    let using = store
+        .active_agents_using(org, uuid(&m1))
+        .await
+        .expect("active agents");
+    assert_eq!(
+        using,
+        vec![(alpha, "Alpha".to_owned()), (zed, "Zed".to_owned())],
+        "active ones only, by name"
+    );
+    assert_eq!(
+        store
+            .active_agents_using(org, uuid(&unused))
+            .await
+            .expect("none"),
+        vec![]
+    );
+    assert_eq!(
+        store
+            .active_agents_using(Uuid::now_v7(), uuid(&m1))
+            .await
+            .expect("other org"),
+        vec![],
+        "another org learns nothing"
+    );
+    let of = store
+        .agents_of_models(org, &[uuid(&m1), uuid(&m2), uuid(&unused)])
+        .await
+        .expect("agents of models");
+    assert_eq!(of.len(), 2, "{of:?}");
+    assert_eq!(
+        of[&uuid(&m1)],
+        vec![zed, alpha, dormant],
+        "oldest agent first"
+    );
+    assert_eq!(of[&uuid(&m2)], vec![zed]);
+    assert!(store
+        .agents_of_models(Uuid::now_v7(), &[uuid(&m1)])
+        .await
+        .expect("other org")
+        .is_empty());
+    store.close().await;
 }
 
 async fn users_carry_their_department_ids(app: TestApp) {
