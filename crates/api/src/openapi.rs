@@ -24,6 +24,8 @@ use crate::state::AppState;
         (name = "keys", description = "API keys"),
         (name = "models", description = "The governed model inventory"),
         (name = "drafts", description = "Pending edits of inventory models, with optimistic versions"),
+        (name = "departments", description = "An org's departments, which its models and users belong to"),
+        (name = "agents", description = "An org's agents and the inventory models they use"),
         (name = "audit", description = "The append-only audit trail"),
         (name = "catalog", description = "The global catalog of models, shared by every org"),
         (name = "ingestion", description = "Feeding the catalog from providers, aggregators and Hugging Face"),
@@ -57,6 +59,8 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .merge(routes::model_bulk::router())
         .merge(routes::drafts::router())
         .merge(routes::admin::router())
+        .merge(routes::departments::router())
+        .merge(routes::agents::router())
         .merge(routes::audit::router())
         .merge(routes::catalog::router())
         .merge(routes::ingestion::router())

@@ -13,10 +13,19 @@ pub enum EntityType {
     User,
     ApiKey,
     Model,
+    Department,
+    Agent,
 }
 
 impl EntityType {
-    pub const ALL: [EntityType; 4] = [Self::Org, Self::User, Self::ApiKey, Self::Model];
+    pub const ALL: [EntityType; 6] = [
+        Self::Org,
+        Self::User,
+        Self::ApiKey,
+        Self::Model,
+        Self::Department,
+        Self::Agent,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -24,6 +33,8 @@ impl EntityType {
             Self::User => "user",
             Self::ApiKey => "api_key",
             Self::Model => "model",
+            Self::Department => "department",
+            Self::Agent => "agent",
         }
     }
 
@@ -134,6 +145,15 @@ mod tests {
         name: &'static str,
         owner: Option<&'static str>,
         version: i64,
+    }
+
+    #[test]
+    fn entity_types_round_trip_through_their_wire_names() {
+        for t in EntityType::ALL {
+            let json = serde_json::to_string(&t).expect("serialises");
+            assert_eq!(json, format!("\"{}\"", t.as_str()));
+            assert_eq!(EntityType::parse(t.as_str()), Some(t));
+        }
     }
 
     #[test]

@@ -4,8 +4,10 @@
 //! entities, their validation, and the state machines that every other layer
 //! relies on. Ids and timestamps are passed in by the service layer.
 
+pub mod agent;
 pub mod audit;
 pub mod catalog;
+pub mod department;
 pub mod draft;
 pub mod error;
 pub mod ingestion;
@@ -14,6 +16,7 @@ pub mod model;
 pub mod org;
 pub mod page;
 pub mod patch;
+pub mod reference;
 pub mod search;
 pub mod sections;
 pub mod time;

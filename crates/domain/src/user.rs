@@ -7,6 +7,9 @@ use crate::error::required_text;
 use crate::key::Scope;
 use crate::ValidationError;
 
+/// How many departments one user may belong to.
+pub const DEPARTMENTS_MAX: usize = 100;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
@@ -52,6 +55,8 @@ pub struct User {
     pub email: String,
     pub name: String,
     pub role: Role,
+    /// The org's departments the user belongs to, in the order given.
+    pub department_ids: Vec<Uuid>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -108,6 +113,9 @@ pub struct UserCreate {
     pub role: Role,
     /// Only a superadmin key may place a user in another org than its own.
     pub org_id: Option<Uuid>,
+    /// Departments of the user's org.
+    #[serde(default)]
+    pub department_ids: Vec<Uuid>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
@@ -116,4 +124,6 @@ pub struct UserUpdate {
     pub email: Option<String>,
     pub name: Option<String>,
     pub role: Option<Role>,
+    /// Replaces the user's departments.
+    pub department_ids: Option<Vec<Uuid>>,
 }

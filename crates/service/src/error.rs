@@ -13,6 +13,8 @@ pub enum Entity {
     CatalogModel,
     IngestionRun,
     Draft,
+    Department,
+    Agent,
 }
 
 impl Entity {
@@ -25,6 +27,8 @@ impl Entity {
             Entity::CatalogModel => "catalog_model",
             Entity::IngestionRun => "ingestion_run",
             Entity::Draft => "draft",
+            Entity::Department => "department",
+            Entity::Agent => "agent",
         }
     }
 }

@@ -6,8 +6,10 @@
 //! store to write the change together with its audit event. Nothing here
 //! knows HTTP or SQL.
 
+pub mod agents;
 pub mod auth;
 pub mod catalog;
+pub mod departments;
 pub mod drafts;
 pub mod error;
 pub mod ingestion;

@@ -114,16 +114,33 @@ pub async fn edit_scope(store: &Store, p: &Principal) -> Result<EditScope> {
 
 /// Refuses department ids that name no department of the org.
 pub(crate) async fn check_departments(store: &Store, p: &Principal, ids: &[Uuid]) -> Result<()> {
-    let unknown = store.unknown_departments(p.org_id, ids).await?;
-    if unknown.is_empty() {
-        return Ok(());
-    }
-    let list: Vec<String> = unknown.iter().map(Uuid::to_string).collect();
-    Err(modelplane_domain::ValidationError::new(
+    crate::departments::check_membership(
+        store,
+        p.org_id,
         "department_ids",
-        format!("no department of this org has the id {}", list.join(", ")),
+        ids,
+        modelplane_domain::model::DEPARTMENTS_MAX,
     )
-    .into())
+    .await
+}
+
+/// A write that raced a department's deletion: its membership row found
+/// the department gone.
+pub(crate) fn department_gone() -> ServiceError {
+    modelplane_domain::ValidationError::new(
+        "department_ids",
+        "a department of this model was deleted meanwhile",
+    )
+    .into()
+}
+
+/// The agents using each of `ids` (models of the caller's org).
+pub async fn agents_of(
+    store: &Store,
+    p: &Principal,
+    ids: &[Uuid],
+) -> Result<HashMap<Uuid, Vec<Uuid>>> {
+    Ok(store.agents_of_models(p.org_id, ids).await?)
 }
 
 /// A list request: the store's filter, plus searches by department and
@@ -216,6 +233,7 @@ pub(crate) async fn insert(
     match store.insert_model(&model, &audit).await {
         Ok(()) => Ok(model),
         Err(StoreError::Conflict(_)) => Err(already_exists(&model)),
+        Err(e) if crate::departments::is_department_gone(&e) => Err(department_gone()),
         Err(e) => Err(e.into()),
     }
 }
@@ -309,7 +327,11 @@ pub async fn update(
             let audit = event(p, Some(&current), Some(&next), AuditAction::Update);
             Ok(Some((next, audit)))
         })
-        .await?;
+        .await
+        .map_err(|e| match e {
+            e if crate::departments::is_department_gone(&e) => department_gone(),
+            e => e.into(),
+        })?;
     settle(outcome)
 }
 
@@ -396,8 +418,9 @@ pub async fn history(
     Ok(listed)
 }
 
-/// The org's audit trail. Registry readers see model events; the rest
-/// (users, keys, the org) needs `admin`.
+/// The org's audit trail. Registry readers see model events (and agent
+/// events when they ask for them); the rest (users, keys, departments, the
+/// org) needs `admin`.
 pub async fn audit_events(
     store: &Store,
     p: &Principal,
@@ -408,7 +431,7 @@ pub async fn audit_events(
     if !p.has(Scope::Admin) {
         match filter.entity_type {
             None => filter.entity_type = Some(EntityType::Model),
-            Some(EntityType::Model) => {}
+            Some(EntityType::Model | EntityType::Agent) => {}
             Some(_) => p.require(Scope::Admin)?,
         }
     }

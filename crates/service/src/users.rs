@@ -5,9 +5,11 @@ use modelplane_domain::error::required_text;
 use modelplane_domain::key::Scope;
 use modelplane_domain::page::Page;
 use modelplane_domain::time::now;
-use modelplane_domain::user::{validate_email, User, UserCreate, UserUpdate};
+use modelplane_domain::user::{validate_email, User, UserCreate, UserUpdate, DEPARTMENTS_MAX};
+use modelplane_domain::ValidationError;
 use modelplane_store::{Store, StoreError, UserFilter};
 
+use crate::departments::{check_membership, is_department_gone};
 use crate::error::{Entity, Result, ServiceError};
 use crate::{new_id, Listed, Principal};
 
@@ -35,6 +37,9 @@ fn event(
 
 fn map_store(err: StoreError) -> ServiceError {
     match err {
+        err if is_department_gone(&err) => {
+            ValidationError::new("department_ids", "a department was deleted meanwhile").into()
+        }
         StoreError::Conflict(_) => ServiceError::AlreadyExists {
             entity: Entity::User,
             message: "a user with this email already exists in the org".into(),
@@ -42,6 +47,18 @@ fn map_store(err: StoreError) -> ServiceError {
         StoreError::MissingReference(_) => ServiceError::NotFound(Entity::Org),
         other => other.into(),
     }
+}
+
+/// A user's departments must be departments of the user's org.
+async fn check_departments(store: &Store, user: &User) -> Result<()> {
+    check_membership(
+        store,
+        user.org_id,
+        "department_ids",
+        &user.department_ids,
+        DEPARTMENTS_MAX,
+    )
+    .await
 }
 
 pub async fn list(
@@ -97,9 +114,11 @@ pub async fn create(store: &Store, p: &Principal, input: UserCreate) -> Result<U
         email: validate_email(&input.email)?,
         name: required_text("name", &input.name, 128)?,
         role: input.role,
+        department_ids: input.department_ids,
         created_at: t,
         updated_at: t,
     };
+    check_departments(store, &user).await?;
     let audit = event(p, None, Some(&user), AuditAction::Create);
     store.insert_user(&user, &audit).await.map_err(map_store)?;
     Ok(user)
@@ -117,8 +136,14 @@ pub async fn update(store: &Store, p: &Principal, id: Uuid, input: UserUpdate) -
     if let Some(role) = input.role {
         next.role = role;
     }
+    if let Some(department_ids) = input.department_ids {
+        next.department_ids = department_ids;
+    }
     if next == current {
         return Ok(current);
+    }
+    if next.department_ids != current.department_ids {
+        check_departments(store, &next).await?;
     }
     next.updated_at = now();
     let audit = event(p, Some(&current), Some(&next), AuditAction::Update);

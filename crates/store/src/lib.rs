@@ -8,8 +8,10 @@
 //! and audit events are made above this layer.
 
 mod access;
+mod agents;
 mod audit;
 mod catalog;
+mod departments;
 mod drafts;
 mod facets;
 mod idempotency;
@@ -28,6 +30,7 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{Any, AnyPool, Executor, Transaction};
 
+pub use agents::{AgentFilter, MODELS_TABLE};
 /// Writes one audit event inside the caller's transaction.
 use audit::insert as insert_audit;
 pub use audit::AuditFilter;
@@ -35,6 +38,7 @@ pub use catalog::{
     BatchCounts, CatalogFilter, CatalogSort, CatalogSortKey, Folded, Incoming, Listing,
     ListingState, ProviderSummary, ResolveCandidate,
 };
+pub use departments::DEPARTMENTS_TABLE;
 pub use facets::{FacetValue, ModelFacets, ModelGroup};
 pub use idempotency::Claim;
 pub use ingestion::RunFilter;

@@ -463,25 +463,6 @@ pub(crate) async fn update_row(
     Ok(())
 }
 
-/// The active agents (id, name) that use a model, read inside a write
-/// transaction so no agent can start using it before the delete commits.
-async fn active_agents_using(
-    tx: &mut Transaction<'static, Any>,
-    model_pk: Uuid,
-) -> Result<Vec<(Uuid, String)>> {
-    let found: Vec<(String, String)> = sqlx::query_as(
-        "SELECT a.id, a.name FROM agent_models m JOIN agents a ON a.id = m.agent_id \
-         WHERE m.model_pk = $1 AND a.active = 1 ORDER BY a.name",
-    )
-    .bind(model_pk.to_string())
-    .fetch_all(&mut **tx)
-    .await?;
-    found
-        .into_iter()
-        .map(|(id, name)| Ok((rows::parse_uuid(&id)?, name)))
-        .collect()
-}
-
 /// The provider filter, resolved: a substring filter becomes the exact set
 /// of matching providers, which the `(org_id, provider)` index then serves.
 pub(crate) enum Providers {
@@ -615,7 +596,7 @@ impl Store {
         let Some(current) = self.locked_model(&mut tx, org_id, id).await? else {
             return Ok(Modified::NotFound);
         };
-        let users = active_agents_using(&mut tx, id).await?;
+        let users = crate::agents::active_agents_using_tx(&mut tx, id).await?;
         let audit = match decide(&current, &users) {
             Err(e) => return Ok(Modified::Rejected(e)),
             Ok(audit) => audit,
@@ -689,26 +670,6 @@ impl Store {
             .fetch_all(&self.pool)
             .await?;
         ids.iter().map(|id| rows::parse_uuid(id)).collect()
-    }
-
-    /// The ids among `ids` that name no department of the org.
-    pub async fn unknown_departments(&self, org_id: Uuid, ids: &[Uuid]) -> Result<Vec<Uuid>> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut sql = Sql::new("SELECT id FROM departments WHERE org_id = ");
-        sql.bind(org_id.to_string())
-            .push(" AND id IN ")
-            .bind_list(ids.iter().map(Uuid::to_string));
-        let (text, args) = sql.build_for(self.backend);
-        let found: Vec<String> = sqlx::query_scalar_with(&text, args)
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(ids
-            .iter()
-            .filter(|id| !found.contains(&id.to_string()))
-            .copied()
-            .collect())
     }
 
     /// The distinct providers of an org, read by walking the

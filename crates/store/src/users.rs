@@ -5,10 +5,11 @@ use modelplane_domain::audit::AuditEvent;
 use modelplane_domain::page::Page;
 use modelplane_domain::user::{Role, User};
 
+use crate::departments::{ids_from_json, ids_json, write_user_departments};
 use crate::orgs::like_pattern;
 use crate::rows::{self, micros};
 use crate::sql::Sql;
-use crate::{Result, Store};
+use crate::{insert_audit, Result, Store};
 
 #[derive(Debug, Clone, Default)]
 pub struct UserFilter {
@@ -25,6 +26,7 @@ fn from_row(row: &AnyRow) -> Result<User> {
         email: rows::text(row, "email")?,
         name: rows::text(row, "name")?,
         role: rows::enum_of(row, "role", Role::parse)?,
+        department_ids: ids_from_json(row, "department_ids")?,
         created_at: rows::time(row, "created_at")?,
         updated_at: rows::time(row, "updated_at")?,
     })
@@ -49,9 +51,12 @@ fn push_filter(sql: &mut Sql, f: &UserFilter) {
 }
 
 impl Store {
+    /// Inserts a user with their department memberships (the JSON column and
+    /// the `user_departments` rows) and the audit event, in one transaction.
     pub async fn insert_user(&self, user: &User, audit: &AuditEvent) -> Result<()> {
         let mut sql = Sql::new(
-            "INSERT INTO users (id, org_id, email, name, role, created_at, updated_at) VALUES (",
+            "INSERT INTO users (id, org_id, email, name, role, department_ids, created_at, \
+             updated_at) VALUES (",
         );
         sql.bind(user.id.to_string())
             .push(", ")
@@ -63,11 +68,19 @@ impl Store {
             .push(", ")
             .bind(user.role.as_str())
             .push(", ")
+            .bind(ids_json(&user.department_ids)?)
+            .push(", ")
             .bind(micros(&user.created_at))
             .push(", ")
             .bind(micros(&user.updated_at))
             .push(")");
-        self.write_audited(sql, audit).await.map(|_| ())
+        let mut tx = self.begin_write().await?;
+        let (text, args) = sql.build_for(self.backend);
+        sqlx::query_with(&text, args).execute(&mut *tx).await?;
+        write_user_departments(&mut tx, user.id, &user.department_ids).await?;
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     pub async fn get_user(&self, id: Uuid) -> Result<Option<User>> {
@@ -87,6 +100,8 @@ impl Store {
         self.page(count, list, from_row).await
     }
 
+    /// Updates a user, their department memberships and the audit event in
+    /// one transaction. Returns whether the user was there.
     pub async fn update_user(&self, user: &User, audit: &AuditEvent) -> Result<bool> {
         let mut sql = Sql::new("UPDATE users SET email = ");
         sql.bind(user.email.clone())
@@ -94,13 +109,24 @@ impl Store {
             .bind(user.name.clone())
             .push(", role = ")
             .bind(user.role.as_str())
+            .push(", department_ids = ")
+            .bind(ids_json(&user.department_ids)?)
             .push(", updated_at = ")
             .bind(micros(&user.updated_at))
             .push(" WHERE id = ")
             .bind(user.id.to_string())
             .push(" AND org_id = ")
             .bind(user.org_id.to_string());
-        self.write_audited(sql, audit).await
+        let mut tx = self.begin_write().await?;
+        let (text, args) = sql.build_for(self.backend);
+        let done = sqlx::query_with(&text, args).execute(&mut *tx).await?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        write_user_departments(&mut tx, user.id, &user.department_ids).await?;
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// Deletes a user; their keys go with them.

@@ -46,7 +46,7 @@ pub struct AuditQuery {
 }
 
 /// The org's audit trail, newest first. Keys without `admin` see model
-/// events only.
+/// events (agent events when they ask for `entity_type=agent`) only.
 #[utoipa::path(get, path = "/api/v1/audit-events", tag = "audit", params(AuditQuery),
     security(("bearer" = []), ("api_key" = [])),
     responses((status = 200, body = AuditList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]

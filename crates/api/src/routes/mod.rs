@@ -1,6 +1,8 @@
 pub mod admin;
+pub mod agents;
 pub mod audit;
 pub mod catalog;
+pub mod departments;
 pub mod docs;
 pub mod drafts;
 pub mod fallback;

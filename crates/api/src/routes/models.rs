@@ -235,6 +235,8 @@ pub struct ModelBody {
     /// The sections as users of the model see them: the org's own, and for
     /// each section the org left unset, the linked catalog model's facts.
     pub effective_sections: ModelSections,
+    /// The org's agents that use this model (active or not).
+    pub agent_ids: Vec<uuid::Uuid>,
     /// Whether the caller may edit this model.
     pub can_edit: bool,
     /// Why not, when `can_edit` is false.
@@ -251,9 +253,11 @@ pub(super) async fn bodies(
     p: &Principal,
     models: Vec<Model>,
 ) -> ApiResult<Vec<ModelBody>> {
-    let (catalog, scope) = tokio::try_join!(
+    let ids: Vec<uuid::Uuid> = models.iter().map(|m| m.id).collect();
+    let (catalog, scope, mut agents) = tokio::try_join!(
         models::catalog_of(&s.store, &models),
-        models::edit_scope(&s.store, p)
+        models::edit_scope(&s.store, p),
+        models::agents_of(&s.store, p, &ids)
     )?;
     Ok(models
         .into_iter()
@@ -261,6 +265,7 @@ pub(super) async fn bodies(
             let entry = model.catalog_id.and_then(|id| catalog.get(&id));
             let disabled_reason = scope.refusal(&model);
             ModelBody {
+                agent_ids: agents.remove(&model.id).unwrap_or_default(),
                 effective_sections: model.sections.effective(entry),
                 can_edit: disabled_reason.is_none(),
                 disabled_reason,

@@ -90,7 +90,12 @@ async fn export_applies_the_list_filters_and_json_returns_every_record(app: Test
     // the export carries the records themselves.
     for m in listed["models"].as_array_mut().expect("models") {
         let m = m.as_object_mut().expect("object");
-        for view in ["effective_sections", "can_edit", "disabled_reason"] {
+        for view in [
+            "effective_sections",
+            "can_edit",
+            "disabled_reason",
+            "agent_ids",
+        ] {
             m.remove(view);
         }
     }

@@ -17,7 +17,27 @@ both_backends!(
     publishing_two_drafts_of_one_model_refuses_the_second,
     list_facets_count_providers_under_the_current_filters,
     refresh_rebuilds_counts_that_a_hand_edit_broke,
+    departments_and_agents_filter_the_list_and_have_facets,
+    a_model_used_by_an_active_agent_cannot_be_deleted,
+    users_below_admin_edit_only_models_wholly_in_their_departments,
 );
+
+async fn department(app: &TestApp, name: &str) -> String {
+    let (status, d) = app.post("/api/v1/departments", json!({"name": name})).await;
+    assert_eq!(status, StatusCode::CREATED, "{d}");
+    id(&d)
+}
+
+async fn agent(app: &TestApp, name: &str, active: bool, models: &[&str]) -> Value {
+    let (status, a) = app
+        .post(
+            "/api/v1/agents",
+            json!({"name": name, "active": active, "model_ids": models}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{a}");
+    a
+}
 
 fn id(v: &Value) -> String {
     v["id"].as_str().expect("id").to_owned()
@@ -540,4 +560,246 @@ async fn refresh_rebuilds_counts_that_a_hand_edit_broke(app: TestApp) {
         .call(Method::POST, "/api/v1/admin/refresh", Some(&writer), None)
         .await;
     assert_error(&refused, StatusCode::FORBIDDEN, "forbidden");
+}
+
+async fn departments_and_agents_filter_the_list_and_have_facets(app: TestApp) {
+    let research = department(&app, "Research").await;
+    let sales = department(&app, "Sales").await;
+    let _empty = department(&app, "Legal").await;
+    let m0 = id(&app
+        .create_model(json!({"model_id": "m0", "provider": "openai", "risk_tier": "tier_2", "department_ids": [research]}))
+        .await);
+    let m1 = id(&app
+        .create_model(json!({"model_id": "m1", "provider": "anthropic", "risk_tier": "tier_2", "department_ids": [research, sales]}))
+        .await);
+    let _m2 = app
+        .create_model(json!({"model_id": "m2", "provider": "openai", "risk_tier": "tier_1"}))
+        .await;
+    let support = agent(&app, "Support bot", true, &[&m1]).await;
+    let batch = agent(&app, "Batch job", false, &[&m0]).await;
+
+    let facet = |list: &Value, name: &str| -> Vec<(String, i64)> {
+        list["facets"][name]
+            .as_array()
+            .expect("facet")
+            .iter()
+            .map(|f| {
+                (
+                    f["name"].as_str().expect("name").to_owned(),
+                    f["count"].as_i64().expect("count"),
+                )
+            })
+            .collect()
+    };
+    let (_, all) = app.get("/api/v1/models").await;
+    assert_eq!(
+        facet(&all, "departments"),
+        [
+            ("Research".to_owned(), 2),
+            ("Sales".to_owned(), 1),
+            ("Legal".to_owned(), 0)
+        ]
+    );
+    assert_eq!(
+        facet(&all, "agents"),
+        [("Batch job".to_owned(), 1), ("Support bot".to_owned(), 1)]
+    );
+    assert_eq!(all["facets"]["departments"][0]["id"], json!(research));
+
+    let ids = |list: &Value| -> Vec<String> {
+        list["models"]
+            .as_array()
+            .expect("models")
+            .iter()
+            .map(|m| m["model_id"].as_str().expect("model_id").to_owned())
+            .collect()
+    };
+    let (_, in_sales) = app
+        .get(&format!("/api/v1/models?department_id={sales}"))
+        .await;
+    assert_eq!(ids(&in_sales), ["m1"]);
+    assert_eq!(
+        facet(&in_sales, "departments"),
+        [
+            ("Research".to_owned(), 1),
+            ("Sales".to_owned(), 1),
+            ("Legal".to_owned(), 0)
+        ]
+    );
+    assert_eq!(facet(&in_sales, "providers"), [("anthropic".to_owned(), 1)]);
+    let (_, either) = app
+        .get(&format!(
+            "/api/v1/models?department_id={sales}&department_id={research}"
+        ))
+        .await;
+    assert_eq!(either["total"], 2);
+    let (_, by_name) = app.get("/api/v1/models?department_search=SEARCH").await;
+    assert_eq!(ids(&by_name), ["m1", "m0"]);
+    let (_, by_agent) = app.get("/api/v1/models?agent_search=support").await;
+    assert_eq!(ids(&by_agent), ["m1"]);
+    let (_, by_agent_id) = app
+        .get(&format!("/api/v1/models?agent_id={}&search=m0", id(&batch)))
+        .await;
+    assert_eq!(ids(&by_agent_id), ["m0"]);
+    let (_, one) = app.get(&format!("/api/v1/models/{m1}")).await;
+    assert_eq!(one["agent_ids"], json!([id(&support)]));
+    assert_eq!(one["department_ids"].as_array().map(Vec::len), Some(2));
+
+    let unknown = app
+        .post(
+            "/api/v1/models",
+            json!({"model_id": "x", "provider": "p", "risk_tier": "tier_1",
+            "department_ids": ["00000000-0000-7000-8000-000000000009"]}),
+        )
+        .await;
+    assert_error(&unknown, StatusCode::BAD_REQUEST, "validation_error");
+    assert_eq!(unknown.1["error"]["details"]["field"], "department_ids");
+    let in_use = app.delete(&format!("/api/v1/departments/{sales}")).await;
+    assert_error(&in_use, StatusCode::CONFLICT, "department_in_use");
+    let (status, moved) = app
+        .patch(
+            &format!("/api/v1/models/{m1}"),
+            json!({"department_ids": [research]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{moved}");
+    let (status, _) = app.delete(&format!("/api/v1/departments/{sales}")).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "no model is in it any more");
+}
+
+async fn a_model_used_by_an_active_agent_cannot_be_deleted(app: TestApp) {
+    let used = id(&app
+        .create_model(json!({"model_id": "used", "provider": "p", "risk_tier": "tier_2"}))
+        .await);
+    let bot = agent(&app, "Support bot", true, &[&used]).await;
+    let refused = app.delete(&format!("/api/v1/models/{used}")).await;
+    assert_error(&refused, StatusCode::CONFLICT, "model_in_use");
+    assert_eq!(
+        refused.1["error"]["details"]["agents"][0]["name"],
+        "Support bot"
+    );
+    let (_, bulk) = app
+        .post("/api/v1/models/bulk-delete", json!({"model_ids": [used]}))
+        .await;
+    assert_eq!(bulk["results"][0]["error"]["error"]["code"], "model_in_use");
+    let (_, still) = app.get(&format!("/api/v1/models/{used}")).await;
+    assert_eq!(still["model_id"], "used");
+
+    let (status, off) = app
+        .patch(
+            &format!("/api/v1/agents/{}", id(&bot)),
+            json!({"active": false, "expected_version": bot["version"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{off}");
+    let (status, _) = app.delete(&format!("/api/v1/models/{used}")).await;
+    assert_eq!(
+        status,
+        StatusCode::NO_CONTENT,
+        "an inactive agent does not hold it"
+    );
+    let (_, bot_now) = app.get(&format!("/api/v1/agents/{}", id(&bot))).await;
+    assert_eq!(bot_now["model_ids"], json!([]));
+}
+
+async fn users_below_admin_edit_only_models_wholly_in_their_departments(app: TestApp) {
+    let research = department(&app, "Research").await;
+    let sales = department(&app, "Sales").await;
+    let (status, user) = app
+        .post(
+            "/api/v1/users",
+            json!({"email": "ed@example.com", "name": "Ed", "role": "editor", "department_ids": [research]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{user}");
+    let (status, key) = app
+        .post(
+            "/api/v1/keys",
+            json!({"name": "ed", "scopes": ["registry:read", "registry:write"], "user_id": user["id"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{key}");
+    let ed = key["token"].as_str().expect("token").to_owned();
+    let ours = id(&app
+        .create_model(json!({"model_id": "ours", "provider": "p", "risk_tier": "tier_2", "department_ids": [research]}))
+        .await);
+    let shared = id(&app
+        .create_model(json!({"model_id": "shared", "provider": "p", "risk_tier": "tier_2", "department_ids": [research, sales]}))
+        .await);
+
+    let (_, mine) = app
+        .call(
+            Method::GET,
+            &format!("/api/v1/models/{ours}"),
+            Some(&ed),
+            None,
+        )
+        .await;
+    assert_eq!(mine["can_edit"], true);
+    assert!(mine.get("disabled_reason").is_none());
+    let (_, theirs) = app
+        .call(
+            Method::GET,
+            &format!("/api/v1/models/{shared}"),
+            Some(&ed),
+            None,
+        )
+        .await;
+    assert_eq!(theirs["can_edit"], false);
+    assert!(theirs["disabled_reason"]
+        .as_str()
+        .expect("reason")
+        .contains(&sales));
+    let (_, as_admin) = app.get(&format!("/api/v1/models/{shared}")).await;
+    assert_eq!(
+        as_admin["can_edit"], true,
+        "the bootstrap key has no department limit"
+    );
+
+    let (status, _) = app
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/models/{ours}"),
+            Some(&ed),
+            Some(json!({"owner": "ed@example.com"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let refused = app
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/models/{shared}"),
+            Some(&ed),
+            Some(json!({"owner": "ed@example.com"})),
+        )
+        .await;
+    assert_error(&refused, StatusCode::FORBIDDEN, "forbidden");
+    let moving_out = app
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/models/{ours}"),
+            Some(&ed),
+            Some(json!({"department_ids": [sales]})),
+        )
+        .await;
+    assert_error(&moving_out, StatusCode::FORBIDDEN, "forbidden");
+    let elsewhere = app
+        .call(Method::POST, "/api/v1/models", Some(&ed),
+            Some(json!({"model_id": "new", "provider": "p", "risk_tier": "tier_3", "department_ids": [sales]})))
+        .await;
+    assert_error(&elsewhere, StatusCode::FORBIDDEN, "forbidden");
+    let deleting = app
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/models/{shared}"),
+            Some(&ed),
+            None,
+        )
+        .await;
+    assert_error(&deleting, StatusCode::FORBIDDEN, "forbidden");
+    let (status, _) = app
+        .call(Method::POST, "/api/v1/models", Some(&ed),
+            Some(json!({"model_id": "new", "provider": "p", "risk_tier": "tier_3", "department_ids": [research]})))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
 }

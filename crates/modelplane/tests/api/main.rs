@@ -7,6 +7,7 @@ mod auth;
 mod bad_input;
 mod catalog;
 mod cli;
+mod departments_agents;
 mod export;
 mod idempotency;
 mod inventory_editing;
