@@ -10,6 +10,7 @@ pub mod idempotency;
 pub mod metrics;
 pub mod openapi;
 mod routes;
+pub mod scopes;
 pub mod state;
 
 use std::time::Duration;
@@ -31,7 +32,7 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The whole application router with its middleware.
 pub fn router(state: AppState) -> Router {
-    let (api, openapi) = openapi::api_router().split_for_parts();
+    let (api, openapi) = openapi::split();
     let openapi_json = openapi::render(&openapi);
     api.merge(routes::docs::router(openapi_json))
         .fallback(routes::fallback::not_found)

@@ -56,6 +56,7 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .merge(routes::users::router())
         .merge(routes::keys::router())
         .merge(routes::models::router())
+        .merge(routes::model_docs::router())
         .merge(routes::model_bulk::router())
         .merge(routes::drafts::router())
         .merge(routes::admin::router())
@@ -73,8 +74,16 @@ pub fn render(doc: &OpenApiDoc) -> String {
     json
 }
 
+/// The routes and their document, with each model operation's required
+/// scope written in as `x-required-scope`.
+pub fn split() -> (axum::Router<AppState>, OpenApiDoc) {
+    let (router, mut doc) = api_router().split_for_parts();
+    crate::scopes::annotate(&mut doc);
+    (router, doc)
+}
+
 /// The current document, for the CLI and the drift test.
 pub fn document() -> String {
-    let (_, doc) = api_router().split_for_parts();
+    let (_, doc) = split();
     render(&doc)
 }

@@ -10,6 +10,7 @@ pub mod health;
 pub mod ingestion;
 pub mod keys;
 pub mod model_bulk;
+pub mod model_docs;
 pub mod models;
 pub mod orgs;
 pub mod users;

@@ -20,6 +20,7 @@ both_backends!(
     departments_and_agents_filter_the_list_and_have_facets,
     a_model_used_by_an_active_agent_cannot_be_deleted,
     users_below_admin_edit_only_models_wholly_in_their_departments,
+    model_docs_list_every_operation_with_the_scope_it_enforces,
 );
 
 async fn department(app: &TestApp, name: &str) -> String {
@@ -802,4 +803,71 @@ async fn users_below_admin_edit_only_models_wholly_in_their_departments(app: Tes
             Some(json!({"model_id": "new", "provider": "p", "risk_tier": "tier_3", "department_ids": [research]})))
         .await;
     assert_eq!(status, StatusCode::CREATED);
+}
+
+/// A body each documented request schema accepts, so a refusal can only
+/// come from the scope check.
+fn minimal_body(schema: &str) -> Value {
+    match schema {
+        "BulkCreate" | "BulkUpdate" => json!({"models": []}),
+        "BulkDelete" => json!({"model_ids": []}),
+        "ModelCreate" => json!({"model_id": "x", "provider": "p", "risk_tier": "tier_1"}),
+        "ModelChanges" | "DraftForm" | "object" => json!({}),
+        "DraftPatch" => json!({"expected_version": 1}),
+        other => panic!("no minimal body for the documented schema {other}"),
+    }
+}
+
+async fn model_docs_list_every_operation_with_the_scope_it_enforces(app: TestApp) {
+    let (status, docs) = app.get("/api/v1/models/docs").await;
+    assert_eq!(status, StatusCode::OK, "{docs}");
+    assert_eq!(docs["name"], "model");
+    let field = |name: &str| -> Value {
+        docs["fields"]
+            .as_array()
+            .expect("fields")
+            .iter()
+            .find(|f| f["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no field {name}"))
+    };
+    assert_eq!(field("model_id")["type"], "string");
+    assert_eq!(field("model_id")["required"], true);
+    assert_eq!(
+        field("risk_tier")["values"],
+        json!(["tier_1", "tier_2", "tier_3", "tier_4"])
+    );
+    assert_eq!(field("owner")["nullable"], true);
+    assert!(docs["sections"].to_string().contains("\"pricing\""));
+    let operations = docs["operations"].as_array().expect("operations");
+    assert!(operations.len() >= 20, "{operations:?}");
+    assert!(operations.iter().any(|o| o["method"] == "POST"
+        && o["path"] == "/api/v1/models/bulk-create"
+        && o["required_scope"] == "registry:write"));
+    let permissions = docs["permissions"].as_array().expect("permissions");
+    assert!(permissions.iter().any(|p| p["scope"] == "registry:read"
+        && p["operations"].to_string().contains("GET /api/v1/models\"")));
+
+    // Each operation refuses a key that lacks exactly its documented scope.
+    let without = |scope: &str| match scope {
+        "registry:read" => vec!["gateway"],
+        "registry:write" => vec!["registry:read", "gateway"],
+        "admin" => vec!["registry:read", "registry:write"],
+        other => panic!("undocumented scope {other}"),
+    };
+    let some_id = "00000000-0000-7000-8000-000000000001";
+    for op in operations {
+        let scope = op["required_scope"].as_str().expect("scope");
+        let token = app.key_with(&without(scope), None).await;
+        let method =
+            Method::from_bytes(op["method"].as_str().expect("method").as_bytes()).expect("method");
+        let path = op["path"].as_str().expect("path").replace("{id}", some_id);
+        let body = op["request_body"].as_str().map(minimal_body);
+        let got = app.call(method, &path, Some(&token), body).await;
+        assert_error(&got, StatusCode::FORBIDDEN, "forbidden");
+    }
+    let anonymous = app
+        .call(Method::GET, "/api/v1/models/docs", None, None)
+        .await;
+    assert_error(&anonymous, StatusCode::UNAUTHORIZED, "unauthorized");
 }
