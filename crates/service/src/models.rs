@@ -1,6 +1,6 @@
 use std::collections::HashMap;
 
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use uuid::Uuid;
 
 use modelplane_domain::audit::{diff, AuditAction, AuditEvent, EntityType};
@@ -439,6 +439,61 @@ pub async fn audit_events(
         .list_audit_events(p.org_id, &filter, page)
         .await?
         .into())
+}
+
+/// One model of a full export: the record with everything it links to.
+#[derive(Debug, Clone)]
+pub struct ExportRow {
+    pub model: Model,
+    pub catalog: Option<CatalogModel>,
+    /// (id, name) of its departments.
+    pub departments: Vec<(Uuid, String)>,
+    /// (id, name) of the agents that use it.
+    pub agents: Vec<(Uuid, String)>,
+}
+
+/// Every model matching the search with its catalog entry, departments and
+/// agents, in batches, for the full (denormalized) export.
+pub async fn export_full(
+    store: &Store,
+    p: &Principal,
+    search: ModelSearch,
+) -> Result<impl Stream<Item = Result<Vec<ExportRow>>> + Send + 'static> {
+    p.require(Scope::RegistryRead)?;
+    let filter = resolve_search(store, p, search).await?;
+    let (departments, agents) = tokio::try_join!(
+        store.group_names(p.org_id, ModelGroup::Department),
+        store.group_names(p.org_id, ModelGroup::Agent)
+    )?;
+    let names = std::sync::Arc::new((departments, agents));
+    let store = store.clone();
+    let org_id = p.org_id;
+    Ok(store.stream_models(org_id, filter).then(move |batch| {
+        let store = store.clone();
+        let names = names.clone();
+        async move {
+            let models = batch?;
+            let ids: Vec<Uuid> = models.iter().map(|m| m.id).collect();
+            let (catalog, mut used_by) = tokio::try_join!(catalog_of(&store, &models), async {
+                Ok(store.agents_of_models(org_id, &ids).await?)
+            })?;
+            let (department_names, agent_names) = &*names;
+            let named = |ids: &[Uuid], names: &HashMap<Uuid, String>| -> Vec<(Uuid, String)> {
+                ids.iter()
+                    .map(|id| (*id, names.get(id).cloned().unwrap_or_default()))
+                    .collect()
+            };
+            Ok(models
+                .into_iter()
+                .map(|model| ExportRow {
+                    catalog: model.catalog_id.and_then(|id| catalog.get(&id).cloned()),
+                    departments: named(&model.department_ids, department_names),
+                    agents: named(&used_by.remove(&model.id).unwrap_or_default(), agent_names),
+                    model,
+                })
+                .collect())
+        }
+    }))
 }
 
 /// Every model matching `filter`, in batches, for streaming exports.

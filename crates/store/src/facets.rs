@@ -72,6 +72,26 @@ impl Store {
         ids.iter().map(|id| rows::parse_uuid(id)).collect()
     }
 
+    /// The names of all of the org's departments or agents, by id.
+    pub async fn group_names(
+        &self,
+        org_id: Uuid,
+        group: ModelGroup,
+    ) -> Result<std::collections::HashMap<Uuid, String>> {
+        let sql = match group {
+            ModelGroup::Department => "SELECT id, name FROM departments WHERE org_id = $1",
+            ModelGroup::Agent => "SELECT id, name FROM agents WHERE org_id = $1",
+        };
+        let found: Vec<(String, String)> = sqlx::query_as(sql)
+            .bind(org_id.to_string())
+            .fetch_all(&self.pool)
+            .await?;
+        found
+            .into_iter()
+            .map(|(id, name)| Ok((rows::parse_uuid(&id)?, name)))
+            .collect()
+    }
+
     /// Counts per provider, department and agent of the models `filter`
     /// selects. Departments and agents of the org that no selected model
     /// uses are listed with 0, so a client can show every choice.

@@ -35,12 +35,16 @@ pub struct ModelFilter {
     pub department_ids: Vec<Uuid>,
     /// The model must be used by one of these agents.
     pub agent_ids: Vec<Uuid>,
+    /// One model, by its id or its `model_id`.
+    pub model_ref: Option<String>,
 }
 
 impl ModelFilter {
-    /// Whether any filter needs the department or agent links.
+    /// Whether any filter only the model rows or their links can answer
+    /// (departments, agents, one model): neither the full-text index nor the
+    /// summary counts carry them.
     fn needs_links(&self) -> bool {
-        !self.department_ids.is_empty() || !self.agent_ids.is_empty()
+        !self.department_ids.is_empty() || !self.agent_ids.is_empty() || self.model_ref.is_some()
     }
 }
 
@@ -752,6 +756,13 @@ impl Store {
     fn push_row_filters(&self, sql: &mut Sql, org_id: Uuid, filter: &ModelFilter) {
         if let Some(owner) = &filter.owner {
             sql.push(" AND lower(owner) = ").bind(owner.to_lowercase());
+        }
+        if let Some(model) = &filter.model_ref {
+            sql.push(" AND (models.id = ")
+                .bind(model.clone())
+                .push(" OR models.model_id = ")
+                .bind(model.clone())
+                .push(")");
         }
         if !filter.department_ids.is_empty() {
             sql.push(" AND EXISTS (SELECT 1 FROM model_departments d WHERE d.model_pk = models.id AND d.department_id IN ")

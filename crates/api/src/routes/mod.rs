@@ -11,6 +11,7 @@ pub mod ingestion;
 pub mod keys;
 pub mod model_bulk;
 pub mod model_docs;
+pub mod model_export;
 pub mod models;
 pub mod orgs;
 pub mod users;

@@ -87,13 +87,37 @@ pub enum ExportFormat {
 pub struct ExportQuery {
     /// `csv` (default) or `json`.
     format: Option<ExportFormat>,
+    /// `summary` (default): the governance record; `full`: every section
+    /// (as the model's users see them, catalog facts filled in), its
+    /// departments and agents by name, and its catalog entry, one row per
+    /// model.
+    view: Option<ExportView>,
+    /// Only this model: its id or its `model_id`.
+    model_id: Option<String>,
     risk_tier: Option<RiskTier>,
     validation_status: Option<ValidationStatus>,
     provider: Option<String>,
+    provider_search: Option<String>,
     search: Option<String>,
     owner: Option<String>,
     #[serde(default)]
     tag: Vec<String>,
+    department_search: Option<String>,
+    agent_search: Option<String>,
+    #[serde(default)]
+    provider_id: Vec<String>,
+    #[serde(default)]
+    department_id: Vec<uuid::Uuid>,
+    #[serde(default)]
+    agent_id: Vec<uuid::Uuid>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ExportView {
+    #[default]
+    Summary,
+    Full,
 }
 
 fn parse_tags(raw: Vec<String>) -> ApiResult<Vec<(String, String)>> {
@@ -422,7 +446,7 @@ async fn model_history(
 }
 
 /// The seed's columns first, then what an examiner needs beyond them.
-const CSV_COLUMNS: [&str; 21] = [
+pub(super) const CSV_COLUMNS: [&str; 21] = [
     "id",
     "model_id",
     "provider",
@@ -446,49 +470,49 @@ const CSV_COLUMNS: [&str; 21] = [
     "risk_framework",
 ];
 
-fn ts(t: &Option<chrono::DateTime<chrono::Utc>>) -> String {
+pub(super) fn ts(t: &Option<chrono::DateTime<chrono::Utc>>) -> String {
     t.map(|t| t.to_rfc3339_opts(SecondsFormat::AutoSi, true))
         .unwrap_or_default()
 }
 
-fn csv_writer() -> csv::Writer<Vec<u8>> {
+pub(super) fn csv_writer() -> csv::Writer<Vec<u8>> {
     csv::WriterBuilder::new()
         .terminator(csv::Terminator::CRLF)
         .from_writer(Vec::new())
 }
 
+/// The summary columns of one model, in `CSV_COLUMNS` order.
+pub(super) fn summary_record(m: &Model, framework: RiskFramework) -> Vec<String> {
+    let text = |v: &Option<String>| v.clone().unwrap_or_default();
+    vec![
+        m.id.to_string(),
+        m.model_id.clone(),
+        m.provider.clone(),
+        m.display_name.clone(),
+        m.risk_tier.as_str().to_owned(),
+        m.validation_status.as_str().to_owned(),
+        text(&m.owner),
+        text(&m.description),
+        serde_json::to_string(&m.tags).unwrap_or_else(|_| "{}".to_owned()),
+        ts(&m.last_seen_at),
+        ts(&Some(m.created_at)),
+        ts(&Some(m.updated_at)),
+        text(&m.intended_use),
+        text(&m.limitations),
+        text(&m.developer),
+        text(&m.validator),
+        text(&m.vendor),
+        ts(&m.last_validated_at),
+        ts(&m.next_review_at),
+        m.version.to_string(),
+        framework.as_str().to_owned(),
+    ]
+}
+
 fn csv_chunk(models: &[Model], framework: RiskFramework) -> Result<Bytes, csv::Error> {
     let mut w = csv_writer();
-    fn text(v: &Option<String>) -> &str {
-        v.as_deref().unwrap_or_default()
-    }
     for m in models {
-        let tags = serde_json::to_string(&m.tags).unwrap_or_else(|_| "{}".to_owned());
-        let (id, version) = (m.id.to_string(), m.version.to_string());
-        let record: [&str; 21] = [
-            &id,
-            &m.model_id,
-            &m.provider,
-            &m.display_name,
-            m.risk_tier.as_str(),
-            m.validation_status.as_str(),
-            text(&m.owner),
-            text(&m.description),
-            &tags,
-            &ts(&m.last_seen_at),
-            &ts(&Some(m.created_at)),
-            &ts(&Some(m.updated_at)),
-            text(&m.intended_use),
-            text(&m.limitations),
-            text(&m.developer),
-            text(&m.validator),
-            text(&m.vendor),
-            &ts(&m.last_validated_at),
-            &ts(&m.next_review_at),
-            &version,
-            framework.as_str(),
-        ];
-        w.write_record(record)?;
+        w.write_record(summary_record(m, framework))?;
     }
     w.into_inner()
         .map(Bytes::from)
@@ -519,18 +543,30 @@ async fn export_models(
     Auth(p): Auth,
     ApiQuery(q): ApiQuery<ExportQuery>,
 ) -> ApiResult<Response> {
-    let filter = model_filter(
-        q.risk_tier,
-        q.validation_status,
-        q.provider,
-        q.search,
-        q.owner,
-        q.tag,
-    )?;
     let format = q.format.unwrap_or_default();
+    let view = q.view.unwrap_or_default();
+    let mut search = ModelFilters {
+        risk_tier: q.risk_tier,
+        validation_status: q.validation_status,
+        provider: q.provider,
+        provider_search: q.provider_search,
+        search: q.search,
+        owner: q.owner,
+        tag: q.tag,
+        department_search: q.department_search,
+        agent_search: q.agent_search,
+        provider_id: q.provider_id,
+        department_id: q.department_id,
+        agent_id: q.agent_id,
+    }
+    .into_search()?;
+    search.filter.model_ref = non_empty(q.model_id);
     let framework = orgs::get(&s.store, &p, p.org_id).await?.risk_framework;
+    if view == ExportView::Full {
+        return super::model_export::full_export(&s, &p, search, format, framework).await;
+    }
+    let filter = models::resolve_search(&s.store, &p, search).await?;
     let batches = models::export(&s.store, &p, filter)?;
-    let date = chrono::Utc::now().format("%Y-%m-%d");
     let to_io = |e: String| {
         tracing::error!(error = %e, "export aborted");
         std::io::Error::other(e)
@@ -575,6 +611,12 @@ async fn export_models(
             )
         }
     };
+    Ok(attachment(content_type, extension, body))
+}
+
+/// A streamed download named `model-inventory-<date>.<extension>`.
+pub(super) fn attachment(content_type: &'static str, extension: &str, body: Body) -> Response {
+    let date = chrono::Utc::now().format("%Y-%m-%d");
     let disposition = format!("attachment; filename=\"model-inventory-{date}.{extension}\"");
     let mut response = Response::new(body);
     response
@@ -583,5 +625,5 @@ async fn export_models(
     if let Ok(v) = HeaderValue::from_str(&disposition) {
         response.headers_mut().insert(CONTENT_DISPOSITION, v);
     }
-    Ok(response)
+    response
 }

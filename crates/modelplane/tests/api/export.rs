@@ -9,6 +9,7 @@ both_backends!(
     csv_export_has_the_seed_columns_rfc4180_quoting_and_a_dated_name,
     export_applies_the_list_filters_and_json_returns_every_record,
     export_streams_past_one_batch_without_losing_or_repeating_rows,
+    the_full_view_flattens_every_section_departments_agents_and_catalog_facts,
 );
 
 async fn export(app: &TestApp, query: &str) -> (reqwest::header::HeaderMap, String) {
@@ -136,4 +137,85 @@ async fn export_streams_past_one_batch_without_losing_or_repeating_rows(app: Tes
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), total, "no row repeated");
+}
+
+async fn the_full_view_flattens_every_section_departments_agents_and_catalog_facts(app: TestApp) {
+    let (status, _) = app
+        .post(
+            "/api/v1/catalog/models",
+            json!({"provider": "openai", "model_id": "gpt-4o", "facts": {
+                "context_window": 128000, "capabilities": {"reasoning_efforts": ["low", "high"]},
+                "pricing": {"input": 2.5, "output": 10.0, "currency": "USD"}}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (_, research) = app
+        .post("/api/v1/departments", json!({"name": "Research"}))
+        .await;
+    let m = app
+        .create_model(
+            json!({"model_id": "gpt-4o", "provider": "openai", "risk_tier": "tier_2",
+            "department_ids": [research["id"]],
+            "sections": {"voices": ["alloy", "nova"], "flags": {"active": true},
+                         "temperature_levels": [{"name": "precise", "value": 0.2}]}}),
+        )
+        .await;
+    let (_, bot) = app
+        .post(
+            "/api/v1/agents",
+            json!({"name": "Support bot", "model_ids": [m["id"]]}),
+        )
+        .await;
+    assert!(bot["id"].is_string(), "{bot}");
+    app.create_model(json!({"model_id": "other", "provider": "p", "risk_tier": "tier_4"}))
+        .await;
+
+    let (_, body) = export(&app, "?format=csv&view=full&model_id=gpt-4o").await;
+    let mut reader = csv::Reader::from_reader(body.as_bytes());
+    let header = reader.headers().expect("header").clone();
+    let rows: Vec<csv::StringRecord> = reader
+        .records()
+        .collect::<Result<_, _>>()
+        .expect("valid csv");
+    assert_eq!(rows.len(), 1, "only the model asked for: {body}");
+    let col = |name: &str| -> String {
+        let i = header
+            .iter()
+            .position(|h| h == name)
+            .unwrap_or_else(|| panic!("no column {name}"));
+        rows[0][i].to_owned()
+    };
+    assert_eq!(col("model_id"), "gpt-4o");
+    assert_eq!(col("risk_framework"), "sr26_2");
+    assert_eq!(col("departments"), "Research");
+    assert_eq!(col("agents"), "Support bot");
+    assert_eq!(col("voices"), "alloy; nova");
+    assert_eq!(col("temperature_levels"), "precise=0.2");
+    assert_eq!(col("flags"), r#"{"active":true}"#);
+    assert_eq!(
+        col("reasoning_levels"),
+        "low; high",
+        "inherited from the catalog"
+    );
+    assert_eq!(col("pricing_input"), "2.5");
+    assert_eq!(col("context_window"), "128000");
+    assert_eq!(col("catalog_model_id"), "gpt-4o");
+    assert_eq!(col("sections_set"), "flags; temperature_levels; voices");
+
+    let by_id = export(
+        &app,
+        &format!("?view=full&model_id={}", m["id"].as_str().expect("id")),
+    )
+    .await
+    .1;
+    assert_eq!(by_id.matches("\r\n").count(), 2, "header and the one row");
+    let (_, everything) = export(&app, "?view=full").await;
+    assert_eq!(everything.matches("\r\n").count(), 3);
+    let (_, json_body) = export(&app, "?view=full&format=json&model_id=gpt-4o").await;
+    let doc: Value = serde_json::from_str(&json_body).expect("json");
+    assert_eq!(doc["models"][0]["agents"][0]["name"], "Support bot");
+    assert_eq!(
+        doc["models"][0]["effective_sections"]["pricing"]["input"],
+        2.5
+    );
 }
