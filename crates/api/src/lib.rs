@@ -2,10 +2,12 @@
 //!
 //! Handlers are thin: they extract, call one service function and map the
 //! result. Errors become the envelope in [`error`]; every route is declared
-//! through `utoipa-axum`, so the OpenAPI document cannot miss one.
+//! through `utoipa-axum`, so the OpenAPI document cannot miss one. [`mcp`]
+//! serves the same reads to AI agents at `/mcp`, beside the document.
 
 pub mod error;
 pub mod extract;
+pub mod mcp;
 pub mod metrics;
 pub mod openapi;
 mod routes;
@@ -33,6 +35,7 @@ pub fn router(state: AppState) -> Router {
     let (api, openapi) = openapi::api_router().split_for_parts();
     let openapi_json = openapi::render(&openapi);
     api.merge(routes::docs::router(openapi_json))
+        .merge(mcp::router(state.clone()))
         .fallback(routes::fallback::not_found)
         .method_not_allowed_fallback(routes::fallback::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))

@@ -9,6 +9,7 @@ mod catalog;
 mod cli;
 mod export;
 mod inventory_editing;
+mod mcp;
 mod models;
 mod ops;
 mod orgs_users;
