@@ -2,11 +2,13 @@
 //!
 //! Handlers are thin: they extract, call one service function and map the
 //! result. Errors become the envelope in [`error`]; every route is declared
-//! through `utoipa-axum`, so the OpenAPI document cannot miss one.
+//! through `utoipa-axum`, so the OpenAPI document cannot miss one. [`mcp`]
+//! serves the same reads to AI agents at `/mcp`, beside the document.
 
 pub mod error;
 pub mod extract;
 pub mod idempotency;
+pub mod mcp;
 pub mod metrics;
 pub mod openapi;
 mod routes;
@@ -35,6 +37,7 @@ pub fn router(state: AppState) -> Router {
     let (api, openapi) = openapi::split();
     let openapi_json = openapi::render(&openapi);
     api.merge(routes::docs::router(openapi_json))
+        .merge(mcp::router(state.clone()))
         .fallback(routes::fallback::not_found)
         .method_not_allowed_fallback(routes::fallback::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), idempotency::guard))

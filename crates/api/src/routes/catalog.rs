@@ -200,7 +200,8 @@ pub struct CatalogList {
     pub models: Vec<CatalogModelBody>,
 }
 
-fn non_empty(s: Option<String>) -> Option<String> {
+/// `s` trimmed, or None when that leaves nothing.
+pub(crate) fn non_empty(s: Option<String>) -> Option<String> {
     s.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())
 }
 
@@ -239,8 +240,19 @@ async fn list_catalog(
         search: non_empty(q.search),
     };
     let sort = q.sort.map(CatalogSort::from);
-    let listed = catalog::list(&s.store, &filter, sort, page).await?;
-    Ok(Json(CatalogList {
+    Ok(Json(catalog_list(&s, &filter, sort, page).await?))
+}
+
+/// One page of catalog models, as the list answers it (also the MCP
+/// `search_catalog` tool's answer).
+pub(crate) async fn catalog_list(
+    s: &AppState,
+    filter: &CatalogFilter,
+    sort: Option<CatalogSort>,
+    page: Page,
+) -> ApiResult<CatalogList> {
+    let listed = catalog::list(&s.store, filter, sort, page).await?;
+    Ok(CatalogList {
         total: listed.total,
         limit: page.limit,
         offset: page.offset,
@@ -249,7 +261,7 @@ async fn list_catalog(
             .into_iter()
             .map(CatalogModelBody::from)
             .collect(),
-    }))
+    })
 }
 
 /// One catalog model with its aliases, per-field provenance and each source's raw listing.
@@ -491,11 +503,17 @@ async fn resolve(
     Auth(_p): Auth,
     ApiQuery(q): ApiQuery<ResolveQuery>,
 ) -> ApiResult<Json<ResolveBody>> {
-    match catalog::resolve(&s.store, &q.q).await? {
-        Some(r) => Ok(Json(ResolveBody::new(q.q, r))),
+    Ok(Json(resolve_body(&s, q.q).await?))
+}
+
+/// The catalog model `q` names, or 404 `catalog_model_not_found` (also the
+/// MCP `resolve_model` tool's answer).
+pub(crate) async fn resolve_body(s: &AppState, q: String) -> ApiResult<ResolveBody> {
+    match catalog::resolve(&s.store, &q).await? {
+        Some(r) => Ok(ResolveBody::new(q, r)),
         None => Err(ApiError::new(
             crate::error::ErrorCode::NotFound("catalog_model"),
-            format!("no catalog model matches {:?}", q.q),
+            format!("no catalog model matches {q:?}"),
         )),
     }
 }

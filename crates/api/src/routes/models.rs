@@ -272,7 +272,7 @@ pub struct ModelBody {
 
 /// The bodies of `models`, each with its catalog facts and what the caller
 /// may do with it.
-pub(super) async fn bodies(
+pub(crate) async fn bodies(
     s: &AppState,
     p: &Principal,
     models: Vec<Model>,
@@ -319,8 +319,7 @@ async fn list_models(
     Auth(p): Auth,
     ApiQuery(q): ApiQuery<ModelQuery>,
 ) -> ApiResult<Json<ModelList>> {
-    let page = Page::parse(q.limit, q.offset)?;
-    let search = ModelFilters {
+    let filters = ModelFilters {
         risk_tier: q.risk_tier,
         validation_status: q.validation_status,
         provider: q.provider,
@@ -333,16 +332,28 @@ async fn list_models(
         provider_id: q.provider_id,
         department_id: q.department_id,
         agent_id: q.agent_id,
-    }
-    .into_search()?;
-    let (listed, facets) = models::list(&s.store, &p, search, page).await?;
-    Ok(Json(ModelList {
+    };
+    Ok(Json(model_list(&s, &p, filters, q.limit, q.offset).await?))
+}
+
+/// One page of the caller's models under `filters`, as the list answers it
+/// (also the MCP `search_models` tool's answer).
+pub(crate) async fn model_list(
+    s: &AppState,
+    p: &Principal,
+    filters: ModelFilters,
+    limit: Option<i64>,
+    offset: Option<i64>,
+) -> ApiResult<ModelList> {
+    let page = Page::parse(limit, offset)?;
+    let (listed, facets) = models::list(&s.store, p, filters.into_search()?, page).await?;
+    Ok(ModelList {
         total: listed.total,
         limit: page.limit,
         offset: page.offset,
-        models: bodies(&s, &p, listed.items).await?,
+        models: bodies(s, p, listed.items).await?,
         facets: facets.into(),
-    }))
+    })
 }
 
 /// Registers a model. `model_id`, `provider` and `risk_tier` are required.

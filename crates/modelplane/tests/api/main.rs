@@ -11,6 +11,7 @@ mod departments_agents;
 mod export;
 mod idempotency;
 mod inventory_editing;
+mod mcp;
 mod models;
 mod ops;
 mod orgs_users;
