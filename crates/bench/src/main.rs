@@ -1,7 +1,9 @@
-//! Inventory benchmark: fills a SQLite inventory with N models, then measures
-//! list / filter / full-text search latency (p50, p95) and export throughput,
-//! each through the HTTP API and, as the baseline, straight through the store
-//! in the same run. Not part of the test suite:
+//! Inventory benchmark: fills a SQLite inventory with N models (in 20
+//! departments, 50 of them used by agents), then measures list / filter /
+//! full-text search latency (p50, p95) of a page with its facets, and export
+//! throughput. Side by side in one run: the page alone straight from the
+//! store (the baseline), the page with its facets through the service, and
+//! the same request through the HTTP API. Not part of the test suite:
 //!
 //!     cargo run --release -p modelplane-bench -- --models 1000000
 
@@ -120,6 +122,7 @@ fn make_model(
     base_micros: i64,
     rng: &mut StdRng,
     vocab: &[String],
+    departments: &[Uuid],
 ) -> Model {
     let provider = PROVIDERS[rng.gen_range(0..PROVIDERS.len())];
     let family = FAMILIES[rng.gen_range(0..FAMILIES.len())];
@@ -161,12 +164,22 @@ fn make_model(
         version: 1,
         created_at: t,
         updated_at: t,
-        department_ids: Vec::new(),
+        department_ids: {
+            // Most models sit in one department, some in two, some in none.
+            let mut ids = Vec::new();
+            if !departments.is_empty() && rng.gen_bool(0.85) {
+                ids.push(departments[rng.gen_range(0..departments.len())]);
+                if rng.gen_bool(0.2) {
+                    ids.push(departments[rng.gen_range(0..departments.len())]);
+                }
+            }
+            modelplane_domain::model::departments(ids).unwrap_or_default()
+        },
         sections: Default::default(),
     }
 }
 
-async fn fill(store: &Store, org_id: Uuid, n: usize) -> anyhow::Result<()> {
+async fn fill(store: &Store, org_id: Uuid, n: usize, departments: &[Uuid]) -> anyhow::Result<()> {
     let vocab = vocabulary();
     let mut rng = StdRng::seed_from_u64(42);
     let base = to_micros(&now()) - n as i64;
@@ -175,7 +188,7 @@ async fn fill(store: &Store, org_id: Uuid, n: usize) -> anyhow::Result<()> {
     while done < n {
         let size = BATCH.min(n - done);
         let models: Vec<Model> = (done..done + size)
-            .map(|i| make_model(i, org_id, base, &mut rng, &vocab))
+            .map(|i| make_model(i, org_id, base, &mut rng, &vocab, departments))
             .collect();
         let audits: Vec<AuditEvent> = models
             .iter()
@@ -203,7 +216,14 @@ async fn fill(store: &Store, org_id: Uuid, n: usize) -> anyhow::Result<()> {
 }
 
 /// Draws one query: its HTTP query string and the same filter for the store.
-type MakeQuery = fn(&mut StdRng, &[String], &[String]) -> (String, ModelFilter);
+type MakeQuery = fn(&mut StdRng, &Ctx) -> (String, ModelFilter);
+
+/// What queries are drawn from.
+struct Ctx {
+    vocab: Vec<String>,
+    owners: Vec<String>,
+    departments: Vec<Uuid>,
+}
 
 struct Scenario {
     name: &'static str,
@@ -214,11 +234,11 @@ fn scenarios() -> Vec<Scenario> {
     vec![
         Scenario {
             name: "page, no filter",
-            make: |_, _, _| (String::new(), ModelFilter::default()),
+            make: |_, _| (String::new(), ModelFilter::default()),
         },
         Scenario {
             name: "risk_tier + validation_status",
-            make: |rng, _, _| {
+            make: |rng, _| {
                 let t = RiskTier::ALL[rng.gen_range(0..4)];
                 let s = ValidationStatus::ALL[rng.gen_range(0..6)];
                 (
@@ -233,7 +253,7 @@ fn scenarios() -> Vec<Scenario> {
         },
         Scenario {
             name: "provider (partial, case-insensitive)",
-            make: |rng, _, _| {
+            make: |rng, _| {
                 let p = PROVIDERS[rng.gen_range(0..PROVIDERS.len())];
                 let needle = p[..3.min(p.len())].to_uppercase();
                 (
@@ -247,8 +267,8 @@ fn scenarios() -> Vec<Scenario> {
         },
         Scenario {
             name: "full-text search, one word",
-            make: |rng, vocab, _| {
-                let w = vocab[rng.gen_range(24..vocab.len())].clone();
+            make: |rng, ctx| {
+                let w = ctx.vocab[rng.gen_range(24..ctx.vocab.len())].clone();
                 (
                     format!("search={w}"),
                     ModelFilter {
@@ -260,8 +280,8 @@ fn scenarios() -> Vec<Scenario> {
         },
         Scenario {
             name: "full-text search + risk_tier + tag",
-            make: |rng, vocab, _| {
-                let w = vocab[rng.gen_range(24..vocab.len())].clone();
+            make: |rng, ctx| {
+                let w = ctx.vocab[rng.gen_range(24..ctx.vocab.len())].clone();
                 let t = RiskTier::ALL[rng.gen_range(0..4)];
                 let bu = format!("bu{}", rng.gen_range(0..20));
                 (
@@ -277,8 +297,8 @@ fn scenarios() -> Vec<Scenario> {
         },
         Scenario {
             name: "owner + page 3",
-            make: |rng, _, owners| {
-                let o = owners[rng.gen_range(0..owners.len())].clone();
+            make: |rng, ctx| {
+                let o = ctx.owners[rng.gen_range(0..ctx.owners.len())].clone();
                 (
                     format!("owner={o}&offset=100"),
                     ModelFilter {
@@ -288,7 +308,86 @@ fn scenarios() -> Vec<Scenario> {
                 )
             },
         },
+        Scenario {
+            name: "department + risk_tier",
+            make: |rng, ctx| {
+                let d = ctx.departments[rng.gen_range(0..ctx.departments.len())];
+                let t = RiskTier::ALL[rng.gen_range(0..4)];
+                (
+                    format!("department_id={d}&risk_tier={}", t.as_str()),
+                    ModelFilter {
+                        department_ids: vec![d],
+                        risk_tier: Some(t),
+                        ..Default::default()
+                    },
+                )
+            },
+        },
     ]
+}
+
+/// The org's 20 departments, created through the API when missing.
+async fn ensure_departments(client: &reqwest::Client, base: &str) -> anyhow::Result<Vec<Uuid>> {
+    let list: serde_json::Value = client
+        .get(format!("{base}/api/v1/departments?limit=200"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await?
+        .json()
+        .await?;
+    let mut ids: Vec<Uuid> = list["departments"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|d| d["id"].as_str()?.parse().ok())
+        .collect();
+    for i in ids.len()..20 {
+        let d: serde_json::Value = client
+            .post(format!("{base}/api/v1/departments"))
+            .bearer_auth(TOKEN)
+            .json(&serde_json::json!({"name": format!("Department {i:02}")}))
+            .send()
+            .await?
+            .json()
+            .await?;
+        ids.push(d["id"].as_str().context("department id")?.parse()?);
+    }
+    Ok(ids)
+}
+
+/// 50 agents, each using 100 models drawn from the inventory, created
+/// through the API when missing.
+async fn ensure_agents(
+    client: &reqwest::Client,
+    base: &str,
+    store: &Store,
+    org_id: Uuid,
+) -> anyhow::Result<()> {
+    let list: serde_json::Value = client
+        .get(format!("{base}/api/v1/agents?limit=200"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await?
+        .json()
+        .await?;
+    let have = list["total"].as_u64().unwrap_or(0) as usize;
+    let mut rng = StdRng::seed_from_u64(99);
+    for i in have..50 {
+        let offset = rng.gen_range(0..100_000);
+        let page = store
+            .list_models(org_id, &ModelFilter::default(), Page { limit: 100, offset })
+            .await?
+            .1;
+        let ids: Vec<Uuid> = page.iter().map(|m| m.id).collect();
+        let resp = client
+            .post(format!("{base}/api/v1/agents"))
+            .bearer_auth(TOKEN)
+            .json(&serde_json::json!({"name": format!("Agent {i:02}"), "model_ids": ids}))
+            .send()
+            .await?;
+        anyhow::ensure!(resp.status().is_success(), "agent: {}", resp.text().await?);
+    }
+    Ok(())
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
@@ -353,10 +452,12 @@ async fn main() -> anyhow::Result<()> {
         "modelplane inventory benchmark — SQLite at {}",
         path.display()
     );
+    let departments = ensure_departments(&client, &base).await?;
     if existing < args.models {
         println!("filling {} models…", args.models - existing);
-        fill(&store, org_id, args.models - existing).await?;
+        fill(&store, org_id, args.models - existing, &departments).await?;
     }
+    ensure_agents(&client, &base, &store, org_id).await?;
     let total = store
         .list_models(
             org_id,
@@ -376,8 +477,11 @@ async fn main() -> anyhow::Result<()> {
         t.elapsed().as_secs_f64()
     );
 
-    let vocab = vocabulary();
-    let owners: Vec<String> = (0..200).map(|i| format!("team{i}@example.com")).collect();
+    let ctx = Ctx {
+        vocab: vocabulary(),
+        owners: (0..200).map(|i| format!("team{i}@example.com")).collect(),
+        departments,
+    };
     let principal = modelplane_service::Principal {
         key_id: Uuid::nil(),
         org_id,
@@ -385,8 +489,14 @@ async fn main() -> anyhow::Result<()> {
         scopes: vec![modelplane_domain::key::Scope::RegistryRead],
     };
     println!(
-        "{:<40} {:>12} {:>12} {:>12} {:>12}",
-        "list scenario (limit 50)", "store p50", "store p95", "HTTP p50", "HTTP p95"
+        "{:<40} {:>11} {:>11} {:>11} {:>11} {:>11} {:>11}",
+        "list scenario (limit 50)",
+        "page p50",
+        "page p95",
+        "+facet p50",
+        "+facet p95",
+        "HTTP p50",
+        "HTTP p95"
     );
     for scenario in scenarios() {
         if args
@@ -398,8 +508,17 @@ async fn main() -> anyhow::Result<()> {
         }
         let mut rng = StdRng::seed_from_u64(7);
         let queries: Vec<(String, ModelFilter)> = (0..args.queries)
-            .map(|_| (scenario.make)(&mut rng, &vocab, &owners))
+            .map(|_| (scenario.make)(&mut rng, &ctx))
             .collect();
+        let mut page_only = Vec::with_capacity(queries.len());
+        for (q, filter) in &queries {
+            let offset = if q.contains("offset=100") { 100 } else { 0 };
+            let t = Instant::now();
+            store
+                .list_models(org_id, filter, Page { limit: 50, offset })
+                .await?;
+            page_only.push(t.elapsed());
+        }
         let mut direct = Vec::with_capacity(queries.len());
         for (q, filter) in &queries {
             let offset = if q.contains("offset=100") { 100 } else { 0 };
@@ -428,11 +547,12 @@ async fn main() -> anyhow::Result<()> {
             resp.bytes().await?;
             http.push(t.elapsed());
         }
+        let (p50, p95) = summary(page_only);
         let (d50, d95) = summary(direct);
         let (h50, h95) = summary(http);
         println!(
-            "{:<40} {:>9.2} ms {:>9.2} ms {:>9.2} ms {:>9.2} ms",
-            scenario.name, d50, d95, h50, h95
+            "{:<40} {:>8.2} ms {:>8.2} ms {:>8.2} ms {:>8.2} ms {:>8.2} ms {:>8.2} ms",
+            scenario.name, p50, p95, d50, d95, h50, h95
         );
     }
 

@@ -193,42 +193,65 @@ async fn replacement_of(store: &Store, model: &CatalogModel) -> Result<Option<Ca
     Ok(None)
 }
 
-/// The catalog model an inventory entry of (`provider`, `model_id`) links
-/// to by itself: the same provider and id, or an id or alias of that
-/// provider that is equal once normalized (`gpt-4o-2024-08-06` → `gpt-4o`
-/// only when no dated entry exists).
-pub async fn link_for(
+/// For each inventory entry (`provider`, `model_id`), the catalog model it
+/// links to by itself: the same provider and id, then an id or alias of
+/// that provider equal to it, then one equal once normalized
+/// (`gpt-4o-2024-08-06` → `gpt-4o` only when no dated entry exists). All
+/// entries are resolved from one batch of candidates.
+pub async fn link_many(
     store: &Store,
-    provider: &str,
-    model_id: &str,
-) -> Result<Option<CatalogModel>> {
-    let slug = Provider::from_name(provider).slug;
-    let model_id = model_id.trim();
-    if slug.is_empty() || model_id.is_empty() {
-        return Ok(None);
-    }
-    if let Some(m) = store.get_catalog_by_key(&slug, model_id).await? {
-        return Ok(Some(m));
-    }
-    let exact = store.resolve_exact(model_id).await?;
-    if let Some(c) = exact.into_iter().find(|c| c.model.provider == slug) {
-        return Ok(Some(c.model));
-    }
-    let normalized = normalize(model_id);
-    if normalized.is_empty() {
-        return Ok(None);
-    }
-    let mut candidates: Vec<ResolveCandidate> = store
-        .resolve_normalized(&normalized)
-        .await?
-        .into_iter()
-        .filter(|c| c.model.provider == slug)
+    entries: &[(&str, &str)],
+) -> Result<Vec<Option<CatalogModel>>> {
+    let wanted: Vec<(String, String, String)> = entries
+        .iter()
+        .map(|(provider, model_id)| {
+            let model_id = model_id.trim();
+            (
+                Provider::from_name(provider).slug,
+                model_id.to_owned(),
+                normalize(model_id),
+            )
+        })
         .collect();
-    if candidates.is_empty() {
-        return Ok(None);
+    let keys: Vec<(String, String)> = wanted
+        .iter()
+        .filter(|(slug, id, _)| !slug.is_empty() && !id.is_empty())
+        .map(|(_, id, n)| (id.clone(), n.clone()))
+        .collect();
+    if keys.is_empty() {
+        return Ok(vec![None; entries.len()]);
     }
-    rank(&mut candidates, model_id);
-    Ok(Some(candidates.remove(0).model))
+    let candidates = store.resolve_many(&keys).await?;
+    Ok(wanted
+        .iter()
+        .map(|(slug, id, normalized)| {
+            if slug.is_empty() || id.is_empty() {
+                return None;
+            }
+            let ours = || candidates.iter().filter(|c| &c.model.provider == slug);
+            if let Some(c) = ours().find(|c| &c.model.model_id == id) {
+                return Some(c.model.clone());
+            }
+            if let Some(c) = ours().find(|c| &c.matched == id) {
+                return Some(c.model.clone());
+            }
+            if normalized.is_empty() {
+                return None;
+            }
+            let mut same: Vec<ResolveCandidate> = ours()
+                .filter(|c| {
+                    normalize(&c.matched) == *normalized
+                        || normalize(&c.model.model_id) == *normalized
+                })
+                .cloned()
+                .collect();
+            if same.is_empty() {
+                return None;
+            }
+            rank(&mut same, id);
+            Some(same.remove(0).model)
+        })
+        .collect())
 }
 
 /// A model added by hand.

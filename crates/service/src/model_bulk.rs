@@ -17,7 +17,7 @@ use modelplane_domain::ValidationError;
 use modelplane_store::{ModelFilter, Store, StoreError};
 
 use crate::error::{Entity, Result, ServiceError};
-use crate::models::{already_exists, edit_scope, event, insert, prepare, EditScope};
+use crate::models::{already_exists, edit_scope, event, insert, prepare_many, EditScope};
 use crate::{new_id, Principal};
 
 /// Items per bulk request.
@@ -49,10 +49,7 @@ pub async fn bulk_create(
     p.require(Scope::RegistryWrite)?;
     check_size("models", inputs.len())?;
     let scope = edit_scope(store, p).await?;
-    let mut results = Vec::with_capacity(inputs.len());
-    for input in inputs {
-        results.push(prepare(store, p, &scope, input).await);
-    }
+    let mut results = prepare_many(store, p, &scope, inputs).await?;
     // A model_id given twice: the first wins, like two single creates.
     let mut seen = HashSet::new();
     for r in &mut results {

@@ -11,6 +11,7 @@ use modelplane_domain::model::{
 };
 use modelplane_domain::model::{LONG_TEXT_MAX, SHORT_TEXT_MAX};
 use modelplane_domain::page::Page;
+use modelplane_domain::reference::require_known;
 use modelplane_domain::time::now;
 use modelplane_domain::user::Role;
 use modelplane_store::{
@@ -256,34 +257,125 @@ pub(crate) async fn prepare(
     scope: &EditScope,
     input: ModelCreate,
 ) -> Result<Model> {
-    let inherit_name = input.display_name.is_none();
-    let inherit_description = input.description.is_none();
-    let explicit = input.catalog_id;
-    // Validate first: nothing unchecked reaches a catalog lookup.
-    let mut model = new_model(input, new_id(), p.org_id, now())?;
-    scope.check(&model)?;
-    check_departments(store, p, &model.department_ids).await?;
-    let link = match explicit {
-        Some(id) => Some(linked(store, id).await?),
-        None => crate::catalog::link_for(store, &model.provider, &model.model_id).await?,
+    prepare_many(store, p, scope, vec![input])
+        .await?
+        .pop()
+        .unwrap_or_else(|| Err(ServiceError::Conflict("nothing to prepare".into())))
+}
+
+/// [`prepare`] for many requests, with one query each for their
+/// departments, their explicit catalog links and their automatic ones.
+/// Each request gets its own outcome, in order.
+pub(crate) async fn prepare_many(
+    store: &Store,
+    p: &Principal,
+    scope: &EditScope,
+    inputs: Vec<ModelCreate>,
+) -> Result<Vec<Result<Model>>> {
+    struct Draft {
+        model: Model,
+        inherit_name: bool,
+        inherit_description: bool,
+        explicit: Option<Uuid>,
+    }
+    // Validate first: nothing unchecked reaches a lookup.
+    let mut drafts: Vec<Result<Draft>> = inputs
+        .into_iter()
+        .map(|input| {
+            let (inherit_name, inherit_description, explicit) = (
+                input.display_name.is_none(),
+                input.description.is_none(),
+                input.catalog_id,
+            );
+            let model = new_model(input, new_id(), p.org_id, now())?;
+            scope.check(&model)?;
+            Ok(Draft {
+                model,
+                inherit_name,
+                inherit_description,
+                explicit,
+            })
+        })
+        .collect();
+
+    let mut wanted: Vec<Uuid> = drafts
+        .iter()
+        .flatten()
+        .flat_map(|d| d.model.department_ids.iter().copied())
+        .collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    let known = if wanted.is_empty() {
+        Vec::new()
+    } else {
+        store.existing_department_ids(p.org_id, &wanted).await?
     };
-    if let Some(entry) = &link {
-        // The entry inherits the catalog's names unless the org gives its own.
-        model.catalog_id = Some(entry.id);
-        if inherit_name {
-            if let Some(name) = entry.facts.display_name.as_deref() {
-                model.display_name = clip(name, SHORT_TEXT_MAX);
+    for d in &mut drafts {
+        if let Ok(draft) = d {
+            if let Err(e) = require_known(
+                "department_ids",
+                "department",
+                &draft.model.department_ids,
+                &known,
+            ) {
+                *d = Err(e.into());
             }
         }
-        if inherit_description {
-            model.description = entry
-                .facts
-                .description
-                .as_deref()
-                .map(|d| clip(d, LONG_TEXT_MAX));
-        }
     }
-    Ok(model)
+
+    let explicit: Vec<Uuid> = drafts.iter().flatten().filter_map(|d| d.explicit).collect();
+    let named: HashMap<Uuid, CatalogModel> = if explicit.is_empty() {
+        HashMap::new()
+    } else {
+        store
+            .catalog_by_ids(&explicit)
+            .await?
+            .into_iter()
+            .map(|m| (m.id, m))
+            .collect()
+    };
+    let automatic: Vec<(&str, &str)> = drafts
+        .iter()
+        .flatten()
+        .filter(|d| d.explicit.is_none())
+        .map(|d| (d.model.provider.as_str(), d.model.model_id.as_str()))
+        .collect();
+    let mut found = crate::catalog::link_many(store, &automatic)
+        .await?
+        .into_iter();
+
+    Ok(drafts
+        .into_iter()
+        .map(|d| {
+            let mut d = d?;
+            let link = match d.explicit {
+                Some(id) => Some(named.get(&id).cloned().ok_or_else(|| {
+                    modelplane_domain::ValidationError::new(
+                        "catalog_id",
+                        "no catalog model has this id",
+                    )
+                })?),
+                None => found.next().flatten(),
+            };
+            if let Some(entry) = &link {
+                // The entry inherits the catalog's names unless the org gives its own.
+                d.model.catalog_id = Some(entry.id);
+                if d.inherit_name {
+                    if let Some(name) = entry.facts.display_name.as_deref() {
+                        d.model.display_name = clip(name, SHORT_TEXT_MAX);
+                    }
+                }
+                if d.inherit_description {
+                    d.model.description = entry
+                        .facts
+                        .description
+                        .as_deref()
+                        .map(|text| clip(text, LONG_TEXT_MAX));
+                }
+            }
+            Ok(d.model)
+        })
+        .collect())
 }
 
 /// Applies an update. With an expected version (from `If-Match` or the

@@ -625,6 +625,36 @@ impl Store {
         self.candidates(sql).await
     }
 
+    /// For many `(exact, normalized)` strings at once: every model whose id
+    /// or alias equals an `exact`, or whose normalized id or alias equals a
+    /// `normalized` (linking a bulk of inventory models in a few queries).
+    /// `matched` says which id or alias matched.
+    pub async fn resolve_many(&self, keys: &[(String, String)]) -> Result<Vec<ResolveCandidate>> {
+        let mut out = Vec::new();
+        for chunk in keys.chunks(1000) {
+            let exact = || chunk.iter().map(|(e, _)| e.clone());
+            let normalized = || chunk.iter().map(|(_, n)| n.clone());
+            let mut sql = Sql::new("SELECT ");
+            sql.push(COLUMNS)
+                .push(", ")
+                .push(LAST_SEEN)
+                .push(", model_id AS matched, 'model_id' AS matched_source FROM catalog_models WHERE model_id IN ")
+                .bind_list(exact())
+                .push(" OR normalized IN ")
+                .bind_list(normalized())
+                .push(" UNION ALL SELECT ")
+                .push(qualified_columns())
+                .push(", ")
+                .push(LAST_SEEN)
+                .push(", a.alias AS matched, a.source AS matched_source FROM catalog_aliases a JOIN catalog_models ON catalog_models.id = a.catalog_id WHERE a.alias IN ")
+                .bind_list(exact())
+                .push(" OR a.normalized IN ")
+                .bind_list(normalized());
+            out.extend(self.candidates(sql).await?);
+        }
+        Ok(out)
+    }
+
     /// Models whose id contains `needle` (lower-case), shortest ids first.
     pub async fn resolve_substring(&self, needle: &str) -> Result<Vec<ResolveCandidate>> {
         let pattern = format!("%{}%", escape_like(needle));

@@ -67,6 +67,8 @@ pub struct ModelCursor(pub i64);
 const EXPORT_BATCH: i64 = 2000;
 /// `seq` values per microsecond of creation time.
 const SEQ_SLOTS: i64 = 1024;
+/// Bulk inserts at least this large refresh the planner's statistics.
+const OPTIMIZE_AFTER: usize = 5_000;
 /// Retries of an insert that lost a `seq` race.
 const SEQ_RETRIES: usize = 3;
 /// Rows per multi-row INSERT: 25 columns each stays far below both
@@ -343,7 +345,17 @@ fn push_after(sql: &mut Sql, after: Option<ModelCursor>) {
     }
 }
 
-fn push_model_values(sql: &mut Sql, model: &Model, tiebreak: i64) -> Result<()> {
+/// Where a new row's `seq` comes from.
+#[derive(Clone, Copy)]
+enum Seq {
+    /// Computed by the statement from the rows already in its microsecond,
+    /// plus this tiebreak.
+    Slot(i64),
+    /// Assigned by the caller.
+    Given(i64),
+}
+
+fn push_model_values(sql: &mut Sql, model: &Model, seq: Seq) -> Result<()> {
     sql.push("(")
         .bind(model.id.to_string())
         .push(", ")
@@ -393,7 +405,12 @@ fn push_model_values(sql: &mut Sql, model: &Model, tiebreak: i64) -> Result<()> 
         .push(", ")
         .bind(sections_json(model)?)
         .push(", ");
-    push_seq(sql, micros(&model.created_at), tiebreak);
+    match seq {
+        Seq::Slot(tiebreak) => push_seq(sql, micros(&model.created_at), tiebreak),
+        Seq::Given(seq) => {
+            sql.bind(seq);
+        }
+    }
     sql.push(")");
     Ok(())
 }
@@ -414,10 +431,43 @@ fn push_seq(sql: &mut Sql, created_micros: i64, tiebreak: i64) {
         .push(" + 1, 0))");
 }
 
+/// The `seq` of each of `models` (in creation order): its creation
+/// microsecond × 1024, moved up past the rows already there and the ones
+/// before it, so seqs stay unique and in creation order. One read of the
+/// highest seq in the span, instead of a subquery per row (each of which
+/// kept a cursor open on `models` while the statement inserted).
+async fn next_seqs(tx: &mut Transaction<'static, Any>, models: &[Model]) -> Result<Vec<i64>> {
+    let bases: Vec<i64> = models
+        .iter()
+        .map(|m| micros(&m.created_at).saturating_mul(SEQ_SLOTS))
+        .collect();
+    let (Some(low), Some(high)) = (bases.iter().min(), bases.iter().max()) else {
+        return Ok(Vec::new());
+    };
+    let taken: Option<i64> =
+        sqlx::query_scalar("SELECT MAX(seq) FROM models WHERE seq >= $1 AND seq < $2")
+            .bind(*low)
+            .bind(high.saturating_add(SEQ_SLOTS * 2))
+            .fetch_one(&mut **tx)
+            .await?;
+    let mut last = taken;
+    Ok(bases
+        .into_iter()
+        .map(|base| {
+            let seq = match last {
+                Some(l) if l >= base => l + 1,
+                _ => base,
+            };
+            last = Some(seq);
+            seq
+        })
+        .collect())
+}
+
 pub(crate) async fn insert_row(tx: &mut Transaction<'static, Any>, model: &Model) -> Result<()> {
     let mut sql = Sql::new("INSERT INTO models (");
     sql.push(COLUMNS).push(", seq) VALUES ");
-    push_model_values(&mut sql, model, 0)?;
+    push_model_values(&mut sql, model, Seq::Slot(0))?;
     let (text, args) = sql.build_for(crate::backend_of(tx));
     sqlx::query_with(&text, args).execute(&mut **tx).await?;
     Ok(())
@@ -502,22 +552,14 @@ impl Store {
     pub async fn insert_models_bulk(&self, models: &[Model], audits: &[AuditEvent]) -> Result<()> {
         let mut tx = self.begin_write().await?;
         for chunk in models.chunks(BULK_ROWS) {
+            let seqs = next_seqs(&mut tx, chunk).await?;
             let mut sql = Sql::new("INSERT INTO models (");
             sql.push(COLUMNS).push(", seq) VALUES ");
-            let mut previous: Option<(i64, i64)> = None;
-            for (i, m) in chunk.iter().enumerate() {
+            for (i, (m, seq)) in chunk.iter().zip(seqs).enumerate() {
                 if i > 0 {
                     sql.push(", ");
                 }
-                // Rows of one statement do not see each other, so rows sharing
-                // a microsecond are told apart here.
-                let created = micros(&m.created_at);
-                let tiebreak = match previous {
-                    Some((c, t)) if c == created => t + 1,
-                    _ => 0,
-                };
-                previous = Some((created, tiebreak));
-                push_model_values(&mut sql, m, tiebreak)?;
+                push_model_values(&mut sql, m, Seq::Given(seq))?;
             }
             let (text, args) = sql.build_for(self.backend);
             sqlx::query_with(&text, args).execute(&mut *tx).await?;
@@ -550,7 +592,12 @@ impl Store {
         }
         crate::audit::insert_many(&mut tx, audits).await?;
         tx.commit().await?;
-        self.optimize().await
+        // Fresh planner statistics after a large import; a bulk request of
+        // a thousand does not change them enough to pay for it.
+        if models.len() >= OPTIMIZE_AFTER {
+            self.optimize().await?;
+        }
+        Ok(())
     }
 
     pub async fn get_model(&self, org_id: Uuid, id: Uuid) -> Result<Option<Model>> {

@@ -7,6 +7,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::Value;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -20,7 +21,7 @@ use modelplane_service::Principal;
 
 use super::models::{bodies, with_etag, ModelBody, ModelFilters};
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::{parse_value, ApiJson, Auth, IdPath};
+use crate::extract::{parse_json, parse_value, ApiJson, Auth, IdPath};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -35,8 +36,10 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct BulkCreate {
     /// Up to 1,000 create requests, each as `POST /api/v1/models` takes it.
+    /// Each is kept as raw JSON and parsed on its own, so one malformed item
+    /// fails alone.
     #[schema(value_type = Vec<ModelCreate>)]
-    pub models: Vec<Value>,
+    pub models: Vec<Box<RawValue>>,
 }
 
 /// Either `models` (each an `id` plus the fields to change, as `PATCH`
@@ -161,7 +164,7 @@ async fn bulk_create(
     let mut parsed = Vec::with_capacity(body.models.len());
     let mut inputs = Vec::new();
     for item in body.models {
-        match parse_value::<ModelCreate>(item) {
+        match parse_json::<ModelCreate>(item.get().as_bytes()) {
             Ok(input) => {
                 inputs.push(input);
                 parsed.push((None, Ok(())));
