@@ -12,6 +12,7 @@ pub mod keys;
 pub mod model_bulk;
 pub mod models;
 pub mod orgs;
+pub mod staged_changes;
 pub mod users;
 
 use serde::Serialize;
