@@ -14,3 +14,4 @@ mod inventory_editing;
 mod models;
 mod ops;
 mod orgs_users;
+mod staged_changes;
