@@ -171,6 +171,9 @@ impl From<ServiceError> for ApiError {
                 message,
                 details,
             } => ApiError::new(ErrorCode::ConflictCode(code), message).with_details(details),
+            ServiceError::Unprocessable { code, message } => {
+                ApiError::new(ErrorCode::UnprocessableCode(code), message)
+            }
             ServiceError::BadRequest(m) => ApiError::new(ErrorCode::BadRequest, m),
             ServiceError::Secrets(m) => {
                 tracing::error!(error = %m, "secret store failure");
@@ -200,6 +203,13 @@ impl ApiError {
         };
         (status, body)
     }
+}
+
+/// The envelope an error answers with, as JSON: what a staged change that
+/// failed when accepted records as its `result`.
+pub fn envelope(err: ServiceError) -> Value {
+    let (_, body) = ApiError::from(err).into_parts();
+    serde_json::to_value(body).unwrap_or(Value::Null)
 }
 
 impl IntoResponse for ApiError {

@@ -41,19 +41,68 @@ where
                 "expected a body with Content-Type: application/json",
             ));
         }
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(|e: BytesRejection| {
-                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::new(ErrorCode::PayloadTooLarge, "request body is too large")
-                } else {
-                    ApiError::new(
-                        ErrorCode::ValidationError,
-                        format!("could not read the body: {e}"),
-                    )
-                }
-            })?;
+        let bytes = Bytes::from_request(req, state).await.map_err(body_error)?;
         parse_json(&bytes).map(ApiJson)
+    }
+}
+
+/// A write body that may also carry `"stage": true`: the flag is taken out
+/// and the rest read as `T`, so `T` still refuses unknown fields and errors
+/// still name the field.
+pub struct StageableJson<T> {
+    pub body: T,
+    /// Record the write as a staged change instead of applying it.
+    pub stage: bool,
+}
+
+impl<S, T> FromRequest<S> for StageableJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let ApiJson(mut fields) =
+            ApiJson::<serde_json::Map<String, serde_json::Value>>::from_request(req, state).await?;
+        let stage = match fields.remove("stage") {
+            None => false,
+            Some(serde_json::Value::Bool(stage)) => stage,
+            Some(_) => return Err(ApiError::validation("stage", "must be true or false")),
+        };
+        let body = parse_value(serde_json::Value::Object(fields))?;
+        Ok(StageableJson { body, stage })
+    }
+}
+
+/// An optional JSON body (for a `DELETE`): none when the body is empty or
+/// blank, else parsed like [`ApiJson`].
+pub struct OptionalJson<T>(pub Option<T>);
+
+impl<S, T> FromRequest<S> for OptionalJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(req, state).await.map_err(body_error)?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalJson(None));
+        }
+        parse_json(&bytes).map(|body| OptionalJson(Some(body)))
+    }
+}
+
+fn body_error(e: BytesRejection) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(ErrorCode::PayloadTooLarge, "request body is too large")
+    } else {
+        ApiError::new(
+            ErrorCode::ValidationError,
+            format!("could not read the body: {e}"),
+        )
     }
 }
 
@@ -149,6 +198,38 @@ impl<S: Send + Sync> FromRequestParts<S> for IdPath {
         Uuid::parse_str(&raw)
             .map(IdPath)
             .map_err(|_| ApiError::validation("id", "must be a UUID"))
+    }
+}
+
+/// The `{idempotency_key}` path parameter that names a staged change.
+pub struct KeyPath(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for KeyPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<String>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(key)| KeyPath(key))
+            .map_err(|_| ApiError::validation("idempotency_key", "must be a UTF-8 path segment"))
+    }
+}
+
+/// The request's `Idempotency-Key` header, if any; the idempotency
+/// middleware has already refused a malformed one.
+pub struct IdempotencyKey(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        match parts.headers.get(crate::idempotency::IDEMPOTENCY_KEY) {
+            None => Ok(IdempotencyKey(None)),
+            Some(value) => value
+                .to_str()
+                .map(|key| IdempotencyKey(Some(key.to_owned())))
+                .map_err(|_| ApiError::validation("Idempotency-Key", "must be visible ASCII")),
+        }
     }
 }
 

@@ -14,6 +14,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 
+use modelplane_domain::staged::check_key;
 use modelplane_domain::time::{now, to_micros};
 use modelplane_store::Claim;
 
@@ -25,7 +26,6 @@ use crate::MAX_BODY_BYTES;
 pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 /// Set on every answer to a request that carried a key: `true` on a replay.
 pub const REPLAYED: HeaderName = HeaderName::from_static("idempotency-replayed");
-const KEY_MAX: usize = 255;
 const KEEP_MICROS: i64 = 24 * 3600 * 1_000_000;
 /// The largest response that is kept for replay (bulk answers included).
 const RESPONSE_MAX: usize = 64 * 1024 * 1024;
@@ -39,10 +39,6 @@ fn hex_sha256(parts: &[&[u8]]) -> String {
     hex::encode(h.finalize())
 }
 
-fn valid_key(key: &str) -> bool {
-    !key.is_empty() && key.len() <= KEY_MAX && key.bytes().all(|b| b.is_ascii_graphic())
-}
-
 pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let writes = matches!(
         *req.method(),
@@ -54,16 +50,12 @@ pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> R
     if !writes {
         return next.run(req).await;
     }
-    let key = match raw_key.to_str() {
-        Ok(k) if valid_key(k) => k.to_owned(),
-        _ => {
-            return ApiError::validation(
-                "Idempotency-Key",
-                format!("must be 1 to {KEY_MAX} visible ASCII characters"),
-            )
-            .into_response()
-        }
-    };
+    // The rule staged changes use too, since a key names one. A value that
+    // is not visible ASCII reads as empty, which the rule refuses.
+    let key = raw_key.to_str().unwrap_or_default().to_owned();
+    if let Err(e) = check_key(&key) {
+        return ApiError::from(e).into_response();
+    }
     let (parts, body) = req.into_parts();
     // Without a credential the request fails authentication anyway.
     let Some(token) = token_from(&parts).map(str::to_owned) else {

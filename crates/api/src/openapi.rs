@@ -26,6 +26,7 @@ use crate::state::AppState;
         (name = "drafts", description = "Pending edits of inventory models, with optimistic versions"),
         (name = "departments", description = "An org's departments, which its models and users belong to"),
         (name = "agents", description = "An org's agents and the inventory models they use"),
+        (name = "staged-changes", description = "Writes sent with `stage: true`: recorded, then accepted or rejected"),
         (name = "audit", description = "The append-only audit trail"),
         (name = "catalog", description = "The global catalog of models, shared by every org"),
         (name = "ingestion", description = "Feeding the catalog from providers, aggregators and Hugging Face"),
@@ -62,6 +63,7 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .merge(routes::admin::router())
         .merge(routes::departments::router())
         .merge(routes::agents::router())
+        .merge(routes::staged_changes::router())
         .merge(routes::audit::router())
         .merge(routes::catalog::router())
         .merge(routes::ingestion::router())

@@ -33,12 +33,16 @@ pub struct Agent {
     pub updated_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+// Serialises back to the body it was read from (absent fields stay absent):
+// that is how a staged create keeps its payload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AgentCreate {
     pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     /// Defaults to true.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub active: Option<bool>,
     #[serde(default)]
     pub model_ids: Vec<Uuid>,
@@ -46,16 +50,23 @@ pub struct AgentCreate {
 
 /// Absent fields are left alone; `description: null` clears it and
 /// `model_ids` replaces the whole list.
-#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+// Serialises back to the body it was read from (absent fields stay absent,
+// `description: null` stays null): that is how a staged update keeps its
+// payload.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AgentUpdate {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Patch::is_absent")]
     #[schema(value_type = Option<String>)]
     pub description: Patch<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub active: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub model_ids: Option<Vec<Uuid>>,
     /// The version the change was based on; a stale one is refused with 409.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub expected_version: Option<i64>,
 }
 

@@ -19,6 +19,7 @@ pub mod patch;
 pub mod reference;
 pub mod search;
 pub mod sections;
+pub mod staged;
 pub mod time;
 pub mod user;
 

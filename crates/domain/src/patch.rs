@@ -1,6 +1,6 @@
 //! A field in a partial update: absent (leave alone), null (clear) or a value.
 
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Patch<T> {
@@ -35,13 +35,25 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Patch<T> {
     }
 }
 
+impl<T: Serialize> Serialize for Patch<T> {
+    /// `Null` and `Value` as JSON; an absent field is left out with
+    /// `#[serde(skip_serializing_if = "Patch::is_absent")]`, so a patch
+    /// serialised and read back is the same patch.
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Patch::Absent | Patch::Null => serializer.serialize_none(),
+            Patch::Value(v) => serializer.serialize_some(v),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[derive(Deserialize)]
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
     struct Body {
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Patch::is_absent")]
         owner: Patch<String>,
     }
 
@@ -56,5 +68,13 @@ mod tests {
         assert_eq!(Patch::Absent.apply_to(Some(1)), Some(1));
         assert_eq!(Patch::<i32>::Null.apply_to(Some(1)), None);
         assert_eq!(Patch::Value(2).apply_to(Some(1)), Some(2));
+    }
+
+    #[test]
+    fn a_patch_serialises_back_to_what_was_read() {
+        for json in ["{}", r#"{"owner":null}"#, r#"{"owner":"a"}"#] {
+            let body: Body = serde_json::from_str(json).expect("valid json");
+            assert_eq!(serde_json::to_string(&body).expect("serialises"), json);
+        }
     }
 }

@@ -1,5 +1,9 @@
 //! Agents of an org: read with `registry:read`, written with
 //! `registry:write`, like the inventory models they use.
+//!
+//! Each write is one function that runs inside a [`WriteTx`] (`create_in`,
+//! `update_in`, `delete_in`); the direct route commits it at once, a staged
+//! change runs it as a dry run when staged and for real when accepted.
 
 use uuid::Uuid;
 
@@ -12,7 +16,7 @@ use modelplane_domain::page::Page;
 use modelplane_domain::reference::require_known;
 use modelplane_domain::time::now;
 use modelplane_domain::ValidationError;
-use modelplane_store::{AgentFilter, Modified, Store, StoreError, MODELS_TABLE};
+use modelplane_store::{AgentFilter, Modified, Store, StoreError, WriteTx, MODELS_TABLE};
 
 use crate::error::{Entity, Result, ServiceError};
 use crate::{new_id, Listed, Principal};
@@ -53,11 +57,11 @@ fn map_store(name: &str) -> impl FnOnce(StoreError) -> ServiceError + '_ {
 }
 
 /// Every model id must be an inventory model of the caller's org.
-async fn check_models(store: &Store, p: &Principal, model_ids: &[Uuid]) -> Result<()> {
+async fn check_models(tx: &mut WriteTx, p: &Principal, model_ids: &[Uuid]) -> Result<()> {
     if model_ids.is_empty() {
         return Ok(());
     }
-    let existing = store.existing_model_pks(p.org_id, model_ids).await?;
+    let existing = tx.existing_model_pks(p.org_id, model_ids).await?;
     Ok(require_known("model_ids", "model", model_ids, &existing)?)
 }
 
@@ -99,12 +103,25 @@ pub async fn get(store: &Store, p: &Principal, id: Uuid) -> Result<Agent> {
 }
 
 pub async fn create(store: &Store, p: &Principal, input: AgentCreate) -> Result<Agent> {
+    // Checked before the write lock is taken; `create_in` checks it again.
+    p.require(Scope::RegistryWrite)?;
+    let mut tx = store.write_tx().await?;
+    let agent = create_in(&mut tx, p, input).await?;
+    tx.commit().await?;
+    Ok(agent)
+}
+
+/// [`create`] inside the caller's transaction.
+pub(crate) async fn create_in(
+    tx: &mut WriteTx,
+    p: &Principal,
+    input: AgentCreate,
+) -> Result<Agent> {
     p.require(Scope::RegistryWrite)?;
     let agent = new_agent(input, new_id(), p.org_id, now())?;
-    check_models(store, p, &agent.model_ids).await?;
+    check_models(tx, p, &agent.model_ids).await?;
     let audit = event(p, None, Some(&agent), AuditAction::Create);
-    store
-        .insert_agent(&agent, &audit)
+    tx.insert_agent(&agent, &audit)
         .await
         .map_err(map_store(&agent.name))?;
     Ok(agent)
@@ -112,8 +129,17 @@ pub async fn create(store: &Store, p: &Principal, input: AgentCreate) -> Result<
 
 /// Applies an update under the agent's row lock. With `expected_version` a
 /// stale base is refused with `VersionConflict`.
-pub async fn update(
-    store: &Store,
+pub async fn update(store: &Store, p: &Principal, id: Uuid, input: AgentUpdate) -> Result<Agent> {
+    p.require(Scope::RegistryWrite)?;
+    let mut tx = store.write_tx().await?;
+    let agent = update_in(&mut tx, p, id, input).await?;
+    tx.commit().await?;
+    Ok(agent)
+}
+
+/// [`update`] inside the caller's transaction.
+pub(crate) async fn update_in(
+    tx: &mut WriteTx,
     p: &Principal,
     id: Uuid,
     mut input: AgentUpdate,
@@ -121,11 +147,11 @@ pub async fn update(
     p.require(Scope::RegistryWrite)?;
     check_update(&input)?;
     if let Some(ids) = &input.model_ids {
-        check_models(store, p, ids).await?;
+        check_models(tx, p, ids).await?;
     }
     let expected = input.expected_version.take();
     let name = input.name.clone().unwrap_or_default();
-    let outcome = store
+    let outcome = tx
         .modify_agent(p.org_id, id, |current| {
             check_version(expected, &current)?;
             let Some(next) = apply_update(&current, input, now())? else {
@@ -141,10 +167,19 @@ pub async fn update(
 
 pub async fn delete(store: &Store, p: &Principal, id: Uuid) -> Result<()> {
     p.require(Scope::RegistryWrite)?;
-    let outcome = store
+    let mut tx = store.write_tx().await?;
+    delete_in(&mut tx, p, id).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// [`delete`] inside the caller's transaction; returns the agent as it was.
+pub(crate) async fn delete_in(tx: &mut WriteTx, p: &Principal, id: Uuid) -> Result<Agent> {
+    p.require(Scope::RegistryWrite)?;
+    let outcome = tx
         .remove_agent(p.org_id, id, |current| {
             Ok(event(p, Some(current), None, AuditAction::Delete))
         })
         .await?;
-    settle(outcome).map(|_| ())
+    settle(outcome)
 }

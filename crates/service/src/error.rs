@@ -15,6 +15,7 @@ pub enum Entity {
     Draft,
     Department,
     Agent,
+    StagedChange,
 }
 
 impl Entity {
@@ -29,6 +30,7 @@ impl Entity {
             Entity::Draft => "draft",
             Entity::Department => "department",
             Entity::Agent => "agent",
+            Entity::StagedChange => "staged_change",
         }
     }
 }
@@ -65,6 +67,10 @@ pub enum ServiceError {
         message: String,
         details: serde_json::Value,
     },
+    /// A well-formed request refused with its own stable code (e.g. an
+    /// idempotency key already used for a different request).
+    #[error("{message}")]
+    Unprocessable { code: &'static str, message: String },
     #[error(transparent)]
     Storage(#[from] StoreError),
 }

@@ -19,6 +19,7 @@ pub mod model_bulk;
 pub mod models;
 pub mod orgs;
 pub mod secrets;
+pub mod staged;
 pub mod users;
 
 pub use auth::Principal;

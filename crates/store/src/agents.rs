@@ -12,7 +12,7 @@ use crate::models::Modified;
 use crate::orgs::like_pattern;
 use crate::rows::{self, micros};
 use crate::sql::Sql;
-use crate::{insert_audit, Backend, Result, Store, StoreError};
+use crate::{insert_audit, Backend, Result, Store, StoreError, WriteTx};
 
 /// What `MissingReference` names when an agent's model row points at a
 /// model that is gone (deleted between the caller's check and its write).
@@ -113,29 +113,6 @@ pub(crate) async fn active_agents_using_tx(
 }
 
 impl Store {
-    /// Inserts an agent, its model rows and its audit event in one transaction.
-    pub async fn insert_agent(&self, agent: &Agent, audit: &AuditEvent) -> Result<()> {
-        let mut tx = self.begin_write().await?;
-        sqlx::query(
-            "INSERT INTO agents (id, org_id, name, description, active, version, created_at, \
-             updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(agent.id.to_string())
-        .bind(agent.org_id.to_string())
-        .bind(agent.name.clone())
-        .bind(agent.description.clone())
-        .bind(i64::from(agent.active))
-        .bind(agent.version)
-        .bind(micros(&agent.created_at))
-        .bind(micros(&agent.updated_at))
-        .execute(&mut *tx)
-        .await?;
-        write_agent_models(&mut tx, agent).await?;
-        insert_audit(&mut tx, audit).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
     pub async fn get_agent(&self, org_id: Uuid, id: Uuid) -> Result<Option<Agent>> {
         let row = sqlx::query("SELECT * FROM agents WHERE id = $1 AND org_id = $2")
             .bind(id.to_string())
@@ -192,125 +169,6 @@ impl Store {
         Ok(out)
     }
 
-    /// The agent row and its models inside a write transaction, locked until
-    /// it ends (`FOR UPDATE` on PostgreSQL; SQLite's `BEGIN IMMEDIATE`
-    /// already holds the write lock).
-    async fn locked_agent(
-        &self,
-        tx: &mut Transaction<'static, Any>,
-        org_id: Uuid,
-        id: Uuid,
-    ) -> Result<Option<Agent>> {
-        let lock = match self.backend {
-            Backend::Postgres => "SELECT * FROM agents WHERE id = $1 AND org_id = $2 FOR UPDATE",
-            Backend::Sqlite => "SELECT * FROM agents WHERE id = $1 AND org_id = $2",
-        };
-        let row = sqlx::query(lock)
-            .bind(id.to_string())
-            .bind(org_id.to_string())
-            .fetch_optional(&mut **tx)
-            .await?;
-        let Some(mut agent) = row.as_ref().map(from_row).transpose()? else {
-            return Ok(None);
-        };
-        let models: Vec<String> = sqlx::query_scalar(
-            "SELECT model_pk FROM agent_models WHERE agent_id = $1 ORDER BY position",
-        )
-        .bind(id.to_string())
-        .fetch_all(&mut **tx)
-        .await?;
-        agent.model_ids = models
-            .iter()
-            .map(|s| rows::parse_uuid(s))
-            .collect::<Result<_>>()?;
-        Ok(Some(agent))
-    }
-
-    /// Reads an agent, locked against other writers, lets `decide` (pure
-    /// domain logic: version check, update, audit event) produce the new
-    /// version, and writes it with its models and audit event in the same
-    /// transaction.
-    pub async fn modify_agent<E>(
-        &self,
-        org_id: Uuid,
-        id: Uuid,
-        decide: impl FnOnce(Agent) -> std::result::Result<Option<(Agent, AuditEvent)>, E>,
-    ) -> Result<Modified<E, Agent>> {
-        let mut tx = self.begin_write().await?;
-        let Some(current) = self.locked_agent(&mut tx, org_id, id).await? else {
-            return Ok(Modified::NotFound);
-        };
-        let (next, audit) = match decide(current.clone()) {
-            Err(e) => return Ok(Modified::Rejected(e)),
-            Ok(None) => return Ok(Modified::Unchanged(current)),
-            Ok(Some(change)) => change,
-        };
-        sqlx::query(
-            "UPDATE agents SET name = $1, description = $2, active = $3, version = $4, \
-             updated_at = $5 WHERE id = $6 AND org_id = $7",
-        )
-        .bind(next.name.clone())
-        .bind(next.description.clone())
-        .bind(i64::from(next.active))
-        .bind(next.version)
-        .bind(micros(&next.updated_at))
-        .bind(next.id.to_string())
-        .bind(next.org_id.to_string())
-        .execute(&mut *tx)
-        .await?;
-        if next.model_ids != current.model_ids {
-            write_agent_models(&mut tx, &next).await?;
-        }
-        insert_audit(&mut tx, &audit).await?;
-        tx.commit().await?;
-        Ok(Modified::Written(next))
-    }
-
-    /// Deletes an agent (its model rows go with it) if `decide` agrees,
-    /// auditing in the same transaction.
-    pub async fn remove_agent<E>(
-        &self,
-        org_id: Uuid,
-        id: Uuid,
-        decide: impl FnOnce(&Agent) -> std::result::Result<AuditEvent, E>,
-    ) -> Result<Modified<E, Agent>> {
-        let mut tx = self.begin_write().await?;
-        let Some(current) = self.locked_agent(&mut tx, org_id, id).await? else {
-            return Ok(Modified::NotFound);
-        };
-        let audit = match decide(&current) {
-            Err(e) => return Ok(Modified::Rejected(e)),
-            Ok(audit) => audit,
-        };
-        sqlx::query("DELETE FROM agents WHERE id = $1 AND org_id = $2")
-            .bind(id.to_string())
-            .bind(org_id.to_string())
-            .execute(&mut *tx)
-            .await?;
-        insert_audit(&mut tx, &audit).await?;
-        tx.commit().await?;
-        Ok(Modified::Written(current))
-    }
-
-    /// Which of `ids` are inventory models (`models.id`) of the org.
-    pub async fn existing_model_pks(&self, org_id: Uuid, ids: &[Uuid]) -> Result<Vec<Uuid>> {
-        let mut found = Vec::with_capacity(ids.len());
-        for chunk in ids.chunks(IN_CHUNK) {
-            let mut sql = Sql::new("SELECT id FROM models WHERE org_id = ");
-            sql.bind(org_id.to_string())
-                .push(" AND id IN ")
-                .bind_list(chunk.iter().map(Uuid::to_string));
-            let (text, args) = sql.build_for(self.backend);
-            let rows: Vec<String> = sqlx::query_scalar_with(&text, args)
-                .fetch_all(&self.pool)
-                .await?;
-            for id in &rows {
-                found.push(rows::parse_uuid(id)?);
-            }
-        }
-        Ok(found)
-    }
-
     /// The id and name of every active agent of the org that uses the
     /// inventory model `model_id` (`models.id`), by name; empty when the
     /// model is not the org's.
@@ -358,5 +216,147 @@ impl Store {
             }
         }
         Ok(out)
+    }
+}
+
+/// The agent row and its models inside a write transaction, locked until it
+/// ends (`FOR UPDATE` on PostgreSQL; SQLite's `BEGIN IMMEDIATE` already holds
+/// the write lock).
+async fn locked_agent(
+    tx: &mut Transaction<'static, Any>,
+    backend: Backend,
+    org_id: Uuid,
+    id: Uuid,
+) -> Result<Option<Agent>> {
+    let lock = match backend {
+        Backend::Postgres => "SELECT * FROM agents WHERE id = $1 AND org_id = $2 FOR UPDATE",
+        Backend::Sqlite => "SELECT * FROM agents WHERE id = $1 AND org_id = $2",
+    };
+    let row = sqlx::query(lock)
+        .bind(id.to_string())
+        .bind(org_id.to_string())
+        .fetch_optional(&mut **tx)
+        .await?;
+    let Some(mut agent) = row.as_ref().map(from_row).transpose()? else {
+        return Ok(None);
+    };
+    let models: Vec<String> = sqlx::query_scalar(
+        "SELECT model_pk FROM agent_models WHERE agent_id = $1 ORDER BY position",
+    )
+    .bind(id.to_string())
+    .fetch_all(&mut **tx)
+    .await?;
+    agent.model_ids = models
+        .iter()
+        .map(|s| rows::parse_uuid(s))
+        .collect::<Result<_>>()?;
+    Ok(Some(agent))
+}
+
+/// Agent writes. They run inside a [`WriteTx`] that the caller commits, so a
+/// staged change's decision can apply one and record its outcome atomically.
+impl WriteTx {
+    /// Which of `ids` are inventory models (`models.id`) of the org, read in
+    /// this transaction.
+    pub async fn existing_model_pks(&mut self, org_id: Uuid, ids: &[Uuid]) -> Result<Vec<Uuid>> {
+        let mut found = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(IN_CHUNK) {
+            let mut sql = Sql::new("SELECT id FROM models WHERE org_id = ");
+            sql.bind(org_id.to_string())
+                .push(" AND id IN ")
+                .bind_list(chunk.iter().map(Uuid::to_string));
+            let (text, args) = sql.build_for(self.backend);
+            let rows: Vec<String> = sqlx::query_scalar_with(&text, args)
+                .fetch_all(&mut *self.tx)
+                .await?;
+            for id in &rows {
+                found.push(rows::parse_uuid(id)?);
+            }
+        }
+        Ok(found)
+    }
+
+    /// Inserts an agent, its model rows and its audit event.
+    pub async fn insert_agent(&mut self, agent: &Agent, audit: &AuditEvent) -> Result<()> {
+        let tx = &mut self.tx;
+        sqlx::query(
+            "INSERT INTO agents (id, org_id, name, description, active, version, created_at, \
+             updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(agent.id.to_string())
+        .bind(agent.org_id.to_string())
+        .bind(agent.name.clone())
+        .bind(agent.description.clone())
+        .bind(i64::from(agent.active))
+        .bind(agent.version)
+        .bind(micros(&agent.created_at))
+        .bind(micros(&agent.updated_at))
+        .execute(&mut **tx)
+        .await?;
+        write_agent_models(tx, agent).await?;
+        insert_audit(tx, audit).await
+    }
+
+    /// Reads an agent, locked against other writers, lets `decide` (pure
+    /// domain logic: version check, update, audit event) produce the new
+    /// version, and writes it with its models and audit event.
+    pub async fn modify_agent<E>(
+        &mut self,
+        org_id: Uuid,
+        id: Uuid,
+        decide: impl FnOnce(Agent) -> std::result::Result<Option<(Agent, AuditEvent)>, E>,
+    ) -> Result<Modified<E, Agent>> {
+        let tx = &mut self.tx;
+        let Some(current) = locked_agent(tx, self.backend, org_id, id).await? else {
+            return Ok(Modified::NotFound);
+        };
+        let (next, audit) = match decide(current.clone()) {
+            Err(e) => return Ok(Modified::Rejected(e)),
+            Ok(None) => return Ok(Modified::Unchanged(current)),
+            Ok(Some(change)) => change,
+        };
+        sqlx::query(
+            "UPDATE agents SET name = $1, description = $2, active = $3, version = $4, \
+             updated_at = $5 WHERE id = $6 AND org_id = $7",
+        )
+        .bind(next.name.clone())
+        .bind(next.description.clone())
+        .bind(i64::from(next.active))
+        .bind(next.version)
+        .bind(micros(&next.updated_at))
+        .bind(next.id.to_string())
+        .bind(next.org_id.to_string())
+        .execute(&mut **tx)
+        .await?;
+        if next.model_ids != current.model_ids {
+            write_agent_models(tx, &next).await?;
+        }
+        insert_audit(tx, &audit).await?;
+        Ok(Modified::Written(next))
+    }
+
+    /// Deletes an agent (its model rows go with it) if `decide` agrees,
+    /// with its audit event.
+    pub async fn remove_agent<E>(
+        &mut self,
+        org_id: Uuid,
+        id: Uuid,
+        decide: impl FnOnce(&Agent) -> std::result::Result<AuditEvent, E>,
+    ) -> Result<Modified<E, Agent>> {
+        let tx = &mut self.tx;
+        let Some(current) = locked_agent(tx, self.backend, org_id, id).await? else {
+            return Ok(Modified::NotFound);
+        };
+        let audit = match decide(&current) {
+            Err(e) => return Ok(Modified::Rejected(e)),
+            Ok(audit) => audit,
+        };
+        sqlx::query("DELETE FROM agents WHERE id = $1 AND org_id = $2")
+            .bind(id.to_string())
+            .bind(org_id.to_string())
+            .execute(&mut **tx)
+            .await?;
+        insert_audit(tx, &audit).await?;
+        Ok(Modified::Written(current))
     }
 }

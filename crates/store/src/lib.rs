@@ -22,6 +22,7 @@ mod models;
 mod orgs;
 mod rows;
 mod sql;
+mod staged;
 mod users;
 
 use std::str::FromStr;
@@ -44,6 +45,7 @@ pub use idempotency::Claim;
 pub use ingestion::RunFilter;
 pub use keys::{KeyFilter, KeySort, NewApiKey};
 pub use models::{ModelCursor, ModelFilter, Modified};
+pub use staged::StagedFilter;
 pub use users::UserFilter;
 
 use modelplane_domain::audit::AuditEvent;
@@ -233,6 +235,66 @@ impl Store {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.pool.begin().await?,
         })
+    }
+}
+
+/// A write transaction that a service holds across the writes that must
+/// commit together or not at all: a staged change's decision and the write
+/// it applies, or a staging dry run and the staged row. The writes of a
+/// record type are methods on it (`insert_agent`, `modify_agent`, …), so the
+/// direct route and the staged one run the same statements. Dropped without
+/// [`WriteTx::commit`], it rolls back.
+pub struct WriteTx {
+    tx: Transaction<'static, Any>,
+    backend: Backend,
+}
+
+impl std::fmt::Debug for WriteTx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriteTx")
+            .field("backend", &self.backend)
+            .finish()
+    }
+}
+
+impl Store {
+    /// Starts a write transaction (on SQLite it holds the write lock until
+    /// it ends, so everything read through it is current).
+    pub async fn write_tx(&self) -> Result<WriteTx> {
+        Ok(WriteTx {
+            tx: self.begin_write().await?,
+            backend: self.backend,
+        })
+    }
+}
+
+impl WriteTx {
+    pub async fn commit(self) -> Result<()> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+
+    /// Remembers this point of the transaction, so that
+    /// [`WriteTx::rollback_to_mark`] undoes what follows and keeps what came
+    /// before. One mark at a time.
+    pub async fn mark(&mut self) -> Result<()> {
+        sqlx::query("SAVEPOINT write_mark")
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    /// Undoes everything since [`WriteTx::mark`] and drops the mark. This
+    /// also repairs a PostgreSQL transaction that a failed statement (a
+    /// unique or foreign-key violation) left refusing every statement.
+    pub async fn rollback_to_mark(&mut self) -> Result<()> {
+        sqlx::query("ROLLBACK TO SAVEPOINT write_mark")
+            .execute(&mut *self.tx)
+            .await?;
+        sqlx::query("RELEASE SAVEPOINT write_mark")
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
     }
 }
 

@@ -14,6 +14,7 @@ pub mod model_docs;
 pub mod model_export;
 pub mod models;
 pub mod orgs;
+pub mod staged_changes;
 pub mod users;
 
 use serde::Serialize;

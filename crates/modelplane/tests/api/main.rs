@@ -15,3 +15,4 @@ mod mcp;
 mod models;
 mod ops;
 mod orgs_users;
+mod staged_changes;
