@@ -36,32 +36,42 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;
 
+use modelplane_domain::agent::{AgentCreate, AgentUpdate};
 use modelplane_domain::model::{RiskTier, ValidationStatus};
 use modelplane_domain::page::Page;
+use modelplane_domain::patch::Patch;
+use modelplane_domain::staged::{StagedStatus, StagedWrite};
+use modelplane_service::staged;
 use modelplane_service::Principal;
 use modelplane_store::CatalogFilter;
+use modelplane_store::StagedFilter;
 
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::extract::Auth;
 use crate::routes::catalog::{catalog_list, non_empty, resolve_body, CatalogList};
 use crate::routes::models::{bodies, model_list, ModelBody, ModelFilters};
+use crate::routes::staged_changes::{StagedAccepted, StagedChangeList};
 use crate::state::AppState;
 
 /// Where the endpoint is mounted.
 pub const PATH: &str = "/mcp";
 
 /// The tools `/mcp` offers, by name, as `tools/list` shows them.
-pub const TOOL_NAMES: [&str; 4] = [
+pub const TOOL_NAMES: [&str; 8] = [
     "get_model",
+    "list_staged_changes",
     "resolve_model",
     "search_catalog",
     "search_models",
+    "stage_agent_create",
+    "stage_agent_delete",
+    "stage_agent_update",
 ];
 
 /// The `/mcp` route: API-key authentication, then rmcp's streamable HTTP
 /// service. Not part of the OpenAPI document.
 pub fn router(state: AppState) -> Router<AppState> {
-    let tools = ModelplaneMcp::read_tools();
+    let tools = ModelplaneMcp::read_tools() + ModelplaneMcp::staged_tools();
     let handler_state = state.clone();
     let service = StreamableHttpService::new(
         move || {
@@ -140,6 +150,10 @@ fn string_enum(values: Vec<&'static str>) -> Schema {
 
 fn risk_tier_schema(_: &mut SchemaGenerator) -> Schema {
     string_enum(RiskTier::ALL.iter().map(|t| t.as_str()).collect())
+}
+
+fn staged_status_schema(_: &mut SchemaGenerator) -> Schema {
+    string_enum(StagedStatus::ALL.iter().map(|s| s.as_str()).collect())
 }
 
 fn validation_status_schema(_: &mut SchemaGenerator) -> Schema {
@@ -235,14 +249,6 @@ struct ModelplaneMcp {
 
 /// The read tools, each a thin handler: extract, call one function the REST
 /// API also calls, answer.
-///
-/// **Extension point:** the staged write tools for agents (changes an agent
-/// proposes, applied only once a person approves them) belong in a second
-/// `#[tool_router(router = staged_tools)]` impl block beside this one, added
-/// in [`router`] as `ModelplaneMcp::read_tools() + ModelplaneMcp::staged_tools()`
-/// and named in [`TOOL_NAMES`]. Like these, each must take the [`Caller`] and
-/// call one service function that checks its scopes; none writes the
-/// inventory directly.
 #[tool_router(router = read_tools)]
 impl ModelplaneMcp {
     /// Searches the caller's model inventory, newest first. Answers
@@ -296,7 +302,176 @@ impl ModelplaneMcp {
     }
 }
 
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct StageCreateArgs {
+    /// The agent's name, unique in the org.
+    name: String,
+    description: Option<String>,
+    /// Defaults to true.
+    active: Option<bool>,
+    /// Inventory model ids the agent uses.
+    #[serde(default)]
+    model_ids: Vec<Uuid>,
+    /// Names the staged change (a new one when absent); repeating a
+    /// request with the same key returns the first change.
+    idempotency_key: Option<String>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct StageUpdateArgs {
+    /// The agent to change.
+    id: Uuid,
+    name: Option<String>,
+    description: Option<String>,
+    active: Option<bool>,
+    /// Replaces the agent's whole model list.
+    model_ids: Option<Vec<Uuid>>,
+    /// The agent's version the change is based on.
+    expected_version: Option<i64>,
+    idempotency_key: Option<String>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct StageDeleteArgs {
+    /// The agent to delete.
+    id: Uuid,
+    idempotency_key: Option<String>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct ListStagedArgs {
+    /// `pending`, `applied`, `rejected` or `failed`.
+    #[serde(default)]
+    #[schemars(schema_with = "staged_status_schema")]
+    status: Option<StagedStatus>,
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+/// The staged write tools: an AI agent proposes a change to the org's
+/// agents, checked now exactly as the direct write would be but recorded
+/// only, as a pending staged change that a person accepts or rejects through
+/// `POST /api/v1/staged-changes/{idempotency_key}`. Deciding is deliberately
+/// not a tool: the point of staging is that a person approves.
+#[tool_router(router = staged_tools)]
 impl ModelplaneMcp {
+    /// Proposes a new agent (name, description, active, the inventory model
+    /// ids it uses). Answers `{idempotency_key, staged_change}`; nothing is
+    /// applied until a person accepts it. Needs `registry:write`.
+    #[tool(annotations(
+        read_only_hint = false,
+        destructive_hint = false,
+        idempotent_hint = true,
+        open_world_hint = false
+    ))]
+    async fn stage_agent_create(
+        &self,
+        Caller(p): Caller,
+        Parameters(args): Parameters<StageCreateArgs>,
+    ) -> CallToolResult {
+        let write = StagedWrite::CreateAgent(AgentCreate {
+            name: args.name,
+            description: args.description,
+            active: args.active,
+            model_ids: args.model_ids,
+        });
+        answer(self.stage(&p, write, args.idempotency_key).await)
+    }
+
+    /// Proposes a change to an agent (name, description, active, model ids;
+    /// `expected_version` guards against a stale base). Applied only once a
+    /// person accepts it. Needs `registry:write`.
+    #[tool(annotations(
+        read_only_hint = false,
+        destructive_hint = false,
+        idempotent_hint = true,
+        open_world_hint = false
+    ))]
+    async fn stage_agent_update(
+        &self,
+        Caller(p): Caller,
+        Parameters(args): Parameters<StageUpdateArgs>,
+    ) -> CallToolResult {
+        let changes = AgentUpdate {
+            name: args.name,
+            description: args.description.map_or(Patch::Absent, Patch::Value),
+            active: args.active,
+            model_ids: args.model_ids,
+            expected_version: args.expected_version,
+        };
+        let write = StagedWrite::UpdateAgent {
+            id: args.id,
+            changes,
+        };
+        answer(self.stage(&p, write, args.idempotency_key).await)
+    }
+
+    /// Proposes deleting an agent. Applied only once a person accepts it.
+    /// Needs `registry:write`.
+    #[tool(annotations(
+        read_only_hint = false,
+        destructive_hint = true,
+        idempotent_hint = true,
+        open_world_hint = false
+    ))]
+    async fn stage_agent_delete(
+        &self,
+        Caller(p): Caller,
+        Parameters(args): Parameters<StageDeleteArgs>,
+    ) -> CallToolResult {
+        let write = StagedWrite::DeleteAgent { id: args.id };
+        answer(self.stage(&p, write, args.idempotency_key).await)
+    }
+
+    /// The org's staged changes, newest first, with their status and, once
+    /// decided, their result. Needs `registry:read`.
+    #[tool(annotations(read_only_hint = true, open_world_hint = false))]
+    async fn list_staged_changes(
+        &self,
+        Caller(p): Caller,
+        Parameters(args): Parameters<ListStagedArgs>,
+    ) -> CallToolResult {
+        answer(self.staged_list(&p, args).await)
+    }
+}
+
+impl ModelplaneMcp {
+    async fn stage(
+        &self,
+        p: &Principal,
+        write: StagedWrite,
+        key: Option<String>,
+    ) -> ApiResult<StagedAccepted> {
+        let change = staged::stage(&self.state.store, p, write, key).await?;
+        Ok(StagedAccepted {
+            idempotency_key: change.idempotency_key.clone(),
+            staged_change: change,
+        })
+    }
+
+    async fn staged_list(
+        &self,
+        p: &Principal,
+        args: ListStagedArgs,
+    ) -> ApiResult<StagedChangeList> {
+        let page = Page::parse(args.limit, args.offset)?;
+        let filter = StagedFilter {
+            status: args.status,
+            entity: None,
+        };
+        let listed = staged::list(&self.state.store, p, filter, page).await?;
+        Ok(StagedChangeList {
+            total: listed.total,
+            limit: page.limit,
+            offset: page.offset,
+            staged_changes: listed.items,
+        })
+    }
+
     async fn model(&self, p: &Principal, id: Uuid) -> ApiResult<ModelBody> {
         let model = modelplane_service::models::get(&self.state.store, p, id).await?;
         bodies(&self.state, p, vec![model])
@@ -340,11 +515,12 @@ mod tests {
 
     #[test]
     fn tool_names_are_the_tools_served() {
-        let served: Vec<String> = ModelplaneMcp::read_tools()
+        let mut served: Vec<String> = (ModelplaneMcp::read_tools() + ModelplaneMcp::staged_tools())
             .list_all()
             .into_iter()
             .map(|t| t.name.into_owned())
             .collect();
+        served.sort();
         assert_eq!(served, TOOL_NAMES);
     }
 

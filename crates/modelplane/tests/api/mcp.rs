@@ -9,6 +9,7 @@ use crate::both_backends;
 use crate::helpers::{TestApp, ADMIN_TOKEN};
 
 both_backends!(
+    an_agent_proposes_agent_changes_that_a_person_accepts,
     an_agent_reads_the_inventory_and_the_catalog_through_the_tools,
     mcp_needs_a_valid_api_key,
     the_tools_enforce_scopes_and_tenancy,
@@ -165,20 +166,28 @@ async fn an_agent_reads_the_inventory_and_the_catalog_through_the_tools(app: Tes
 
     let listed = mcp.request("tools/list", json!({})).await;
     let tools = listed["result"]["tools"].as_array().expect("tools");
-    let names: Vec<&str> = tools.iter().filter_map(|t| t["name"].as_str()).collect();
+    let mut names: Vec<&str> = tools.iter().filter_map(|t| t["name"].as_str()).collect();
+    names.sort();
     assert_eq!(
         names,
         [
             "get_model",
+            "list_staged_changes",
             "resolve_model",
             "search_catalog",
-            "search_models"
+            "search_models",
+            "stage_agent_create",
+            "stage_agent_delete",
+            "stage_agent_update"
         ]
     );
     assert_eq!(names, modelplane_api::mcp::TOOL_NAMES);
     for tool in tools {
         assert_eq!(tool["inputSchema"]["type"], "object", "{tool}");
-        assert_eq!(tool["annotations"]["readOnlyHint"], true, "{tool}");
+        let writes = tool["name"]
+            .as_str()
+            .is_some_and(|n| n.starts_with("stage_"));
+        assert_eq!(tool["annotations"]["readOnlyHint"], !writes, "{tool}");
         assert!(
             tool["description"].as_str().is_some_and(|d| d.len() > 20),
             "{tool}"
@@ -415,4 +424,97 @@ async fn bad_tool_arguments_are_tool_errors_naming_the_field(app: TestApp) {
         )
         .await;
     assert!(unknown["error"]["code"].is_i64(), "{unknown}");
+}
+
+async fn an_agent_proposes_agent_changes_that_a_person_accepts(app: TestApp) {
+    let model = app
+        .create_model(json!({"model_id": "gpt-4o", "provider": "openai", "risk_tier": "tier_1"}))
+        .await;
+    let writer = app
+        .key_with(&["registry:read", "registry:write"], None)
+        .await;
+    let (mut mcp, _) = McpClient::connect(&app, &writer).await;
+    let staged = mcp
+        .ok(
+            "stage_agent_create",
+            json!({"name": "Support bot", "model_ids": [model["id"]], "idempotency_key": "mcp-create-1"}),
+        )
+        .await;
+    assert_eq!(staged["idempotency_key"], "mcp-create-1");
+    assert_eq!(staged["staged_change"]["status"], "pending");
+    let (_, agents) = app.get("/api/v1/agents").await;
+    assert_eq!(
+        agents["total"], 0,
+        "nothing applied before a person accepts"
+    );
+    let again = mcp
+        .ok(
+            "stage_agent_create",
+            json!({"name": "Support bot", "model_ids": [model["id"]], "idempotency_key": "mcp-create-1"}),
+        )
+        .await;
+    assert_eq!(
+        again["staged_change"]["id"], staged["staged_change"]["id"],
+        "staged once"
+    );
+    mcp.refused(
+        "stage_agent_create",
+        json!({"name": "Ghost", "model_ids": ["00000000-0000-7000-8000-000000000009"]}),
+        "validation_error",
+    )
+    .await;
+    mcp.refused(
+        "stage_agent_delete",
+        json!({"id": "00000000-0000-7000-8000-000000000009"}),
+        "agent_not_found",
+    )
+    .await;
+
+    let (status, decided) = app
+        .post(
+            "/api/v1/staged-changes/mcp-create-1",
+            json!({"accept": true}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{decided}");
+    assert_eq!(decided["status"], "applied");
+    let (_, agents) = app.get("/api/v1/agents").await;
+    assert_eq!(agents["agents"][0]["name"], "Support bot");
+    let agent_id = agents["agents"][0]["id"].clone();
+
+    let update = mcp
+        .ok(
+            "stage_agent_update",
+            json!({"id": agent_id, "active": false}),
+        )
+        .await;
+    let key = update["idempotency_key"]
+        .as_str()
+        .expect("generated key")
+        .to_owned();
+    let listed = mcp
+        .ok("list_staged_changes", json!({"status": "pending"}))
+        .await;
+    assert_eq!(listed["total"], 1);
+    assert_eq!(listed["staged_changes"][0]["idempotency_key"], key.as_str());
+    let (status, _) = app
+        .post(
+            &format!("/api/v1/staged-changes/{key}"),
+            json!({"accept": false}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, still) = app
+        .get(&format!(
+            "/api/v1/agents/{}",
+            agent_id.as_str().expect("id")
+        ))
+        .await;
+    assert_eq!(still["active"], true, "a rejected change is never applied");
+
+    let reader = app.key_with(&["registry:read"], None).await;
+    let (mut read_only, _) = McpClient::connect(&app, &reader).await;
+    read_only
+        .refused("stage_agent_delete", json!({"id": agent_id}), "forbidden")
+        .await;
 }
