@@ -109,24 +109,10 @@ impl Store {
             self.provider_facet(org_id, filter, &providers).await?
         };
         let departments = self
-            .link_facet(
-                org_id,
-                filter,
-                &providers,
-                nothing,
-                "SELECT g.id AS id, g.name AS name, COUNT(l.model_pk) AS n FROM departments g \
-                 LEFT JOIN model_departments l ON l.department_id = g.id",
-            )
+            .link_facet(org_id, filter, &providers, nothing, ModelGroup::Department)
             .await?;
         let agents = self
-            .link_facet(
-                org_id,
-                filter,
-                &providers,
-                nothing,
-                "SELECT g.id AS id, g.name AS name, COUNT(l.model_pk) AS n FROM agents g \
-                 LEFT JOIN agent_models l ON l.agent_id = g.id",
-            )
+            .link_facet(org_id, filter, &providers, nothing, ModelGroup::Agent)
             .await?;
         Ok(ModelFacets {
             providers: provider_counts,
@@ -165,22 +151,51 @@ impl Store {
 
     /// Counts of a link table (departments or agents) restricted to the
     /// filtered models; the link rows are joined only where they belong to
-    /// a selected model, so unused groups count 0.
+    /// a selected model, so unused groups count 0. Filters of tier, status
+    /// and provider alone are answered from the trigger-kept
+    /// `model_group_counts`.
     async fn link_facet(
         &self,
         org_id: Uuid,
         filter: &ModelFilter,
         providers: &Providers,
         nothing: bool,
-        head: &'static str,
+        group: ModelGroup,
     ) -> Result<Vec<FacetValue>> {
-        let mut sql = Sql::new(head);
-        if nothing {
-            sql.push(" AND 1 = 0");
-        } else if *filter != ModelFilter::default() {
-            sql.push(" AND l.model_pk IN (SELECT id FROM models");
-            self.push_filter(&mut sql, org_id, filter, providers);
-            sql.push(")");
+        let (groups, kind, links, column) = match group {
+            ModelGroup::Department => (
+                "departments",
+                "department",
+                "model_departments",
+                "department_id",
+            ),
+            ModelGroup::Agent => ("agents", "agent", "agent_models", "agent_id"),
+        };
+        let mut sql = Sql::new("SELECT g.id AS id, g.name AS name, ");
+        if !nothing && Self::summary_only(filter) {
+            sql.push("CAST(COALESCE(SUM(c.n), 0) AS BIGINT) AS n FROM ")
+                .push(groups)
+                .push(" g LEFT JOIN model_group_counts c ON c.org_id = g.org_id AND c.kind = ")
+                .bind(kind)
+                .push(" AND c.group_id = g.id");
+            push_facets(&mut sql, filter, providers);
+        } else {
+            sql.push("COUNT(l.")
+                .push(column)
+                .push(") AS n FROM ")
+                .push(groups)
+                .push(" g LEFT JOIN ")
+                .push(links)
+                .push(" l ON l.")
+                .push(column)
+                .push(" = g.id");
+            if nothing {
+                sql.push(" AND 1 = 0");
+            } else {
+                sql.push(" AND l.model_pk IN (SELECT id FROM models");
+                self.push_filter(&mut sql, org_id, filter, providers);
+                sql.push(")");
+            }
         }
         sql.push(" WHERE g.org_id = ")
             .bind(org_id.to_string())

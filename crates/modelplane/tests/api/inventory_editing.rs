@@ -21,6 +21,7 @@ both_backends!(
     a_model_used_by_an_active_agent_cannot_be_deleted,
     users_below_admin_edit_only_models_wholly_in_their_departments,
     model_docs_list_every_operation_with_the_scope_it_enforces,
+    precomputed_group_facets_match_counting_through_every_change,
 );
 
 async fn department(app: &TestApp, name: &str) -> String {
@@ -870,4 +871,87 @@ async fn model_docs_list_every_operation_with_the_scope_it_enforces(app: TestApp
         .call(Method::GET, "/api/v1/models/docs", None, None)
         .await;
     assert_error(&anonymous, StatusCode::UNAUTHORIZED, "unauthorized");
+}
+
+/// The department and agent facets of a list filtered by tier, status and
+/// provider come from trigger-kept counts; the same filters plus an owner
+/// (which every model here has) count the link rows. Both must agree after
+/// each kind of change.
+async fn precomputed_group_facets_match_counting_through_every_change(app: TestApp) {
+    let a = department(&app, "A").await;
+    let b = department(&app, "B").await;
+    let model = |id: &str, provider: &str, tier: &str, depts: Vec<&String>| json!({"model_id": id, "provider": provider, "risk_tier": tier, "owner": "o@example.com", "department_ids": depts});
+    let m0 = id(&app.create_model(model("m0", "p", "tier_1", vec![&a])).await);
+    let m1 = id(&app
+        .create_model(model("m1", "q", "tier_2", vec![&a, &b]))
+        .await);
+    let m2 = id(&app.create_model(model("m2", "p", "tier_1", vec![&b])).await);
+    let bot = agent(&app, "X", true, &[&m0, &m1]).await;
+    let spare = agent(&app, "Y", false, &[&m2]).await;
+
+    async fn check(app: &TestApp, when: &str) {
+        for filter in [
+            "",
+            "risk_tier=tier_1",
+            "provider_id=p",
+            "risk_tier=tier_2&provider_id=q",
+        ] {
+            let (_, counted) = app.get(&format!("/api/v1/models?{filter}")).await;
+            let (_, scanned) = app
+                .get(&format!("/api/v1/models?{filter}&owner=o@example.com"))
+                .await;
+            for facet in ["departments", "agents", "providers"] {
+                assert_eq!(
+                    counted["facets"][facet], scanned["facets"][facet],
+                    "{when}: {facet} under {filter:?}"
+                );
+            }
+            assert_eq!(
+                counted["total"], scanned["total"],
+                "{when}: total under {filter:?}"
+            );
+        }
+    }
+    check(&app, "created").await;
+    let (_, all) = app.get("/api/v1/models").await;
+    assert_eq!(all["facets"]["departments"][0]["count"], 2, "{all}");
+
+    app.patch(
+        &format!("/api/v1/models/{m1}"),
+        json!({"risk_tier": "tier_1", "validation_status": "pending_validation"}),
+    )
+    .await;
+    check(&app, "tier and status changed").await;
+    app.patch(
+        &format!("/api/v1/models/{m0}"),
+        json!({"department_ids": [b]}),
+    )
+    .await;
+    check(&app, "departments moved").await;
+    let (status, _) = app.delete(&format!("/api/v1/models/{m2}")).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    check(&app, "model deleted").await;
+    app.patch(
+        &format!("/api/v1/agents/{}", id(&bot)),
+        json!({"model_ids": [m1], "expected_version": bot["version"]}),
+    )
+    .await;
+    check(&app, "agent models replaced").await;
+    let (status, _) = app.delete(&format!("/api/v1/agents/{}", id(&spare))).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    check(&app, "agent deleted").await;
+    let (_, end) = app.get("/api/v1/models").await;
+    let count_of = |name: &str| {
+        end["facets"]["departments"]
+            .as_array()
+            .expect("departments")
+            .iter()
+            .find(|d| d["name"] == name)
+            .map(|d| d["count"].clone())
+    };
+    assert_eq!(
+        (count_of("A"), count_of("B")),
+        (Some(json!(1)), Some(json!(2))),
+        "{end}"
+    );
 }
