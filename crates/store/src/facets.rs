@@ -103,17 +103,18 @@ impl Store {
         };
         let nothing = matches!(&providers, Providers::OneOf(list) if list.is_empty())
             || Self::matches_nothing(filter, &providers);
-        let provider_counts = if nothing {
-            Vec::new()
-        } else {
-            self.provider_facet(org_id, filter, &providers).await?
-        };
-        let departments = self
-            .link_facet(org_id, filter, &providers, nothing, ModelGroup::Department)
-            .await?;
-        let agents = self
-            .link_facet(org_id, filter, &providers, nothing, ModelGroup::Agent)
-            .await?;
+        // Three independent reads, each on its own pooled connection.
+        let (provider_counts, departments, agents) = tokio::try_join!(
+            async {
+                if nothing {
+                    Ok(Vec::new())
+                } else {
+                    self.provider_facet(org_id, filter, &providers).await
+                }
+            },
+            self.link_facet(org_id, filter, &providers, nothing, ModelGroup::Department),
+            self.link_facet(org_id, filter, &providers, nothing, ModelGroup::Agent)
+        )?;
         Ok(ModelFacets {
             providers: provider_counts,
             departments,
@@ -137,11 +138,15 @@ impl Store {
             sql.push(" GROUP BY provider HAVING SUM(n) > 0");
             sql
         } else {
+            // Grouping by an expression, not the column, keeps SQLite's
+            // planner from walking the whole (org_id, provider) index for
+            // the GROUP BY when the filter's own index is far narrower.
             let mut sql = Sql::new(
-                "SELECT provider AS id, provider AS name, CAST(COUNT(*) AS BIGINT) AS n FROM models",
+                "SELECT provider || '' AS id, MIN(provider) AS name, \
+                 CAST(COUNT(*) AS BIGINT) AS n FROM models",
             );
             self.push_filter(&mut sql, org_id, filter, providers);
-            sql.push(" GROUP BY provider");
+            sql.push(" GROUP BY provider || ''");
             sql
         };
         let (text, args) = sql.build_for(self.backend);
@@ -172,7 +177,8 @@ impl Store {
             ModelGroup::Agent => ("agents", "agent", "agent_models", "agent_id"),
         };
         let mut sql = Sql::new("SELECT g.id AS id, g.name AS name, ");
-        if !nothing && Self::summary_only(filter) {
+        let summary = !nothing && Self::summary_only(filter);
+        if summary {
             sql.push("CAST(COALESCE(SUM(c.n), 0) AS BIGINT) AS n FROM ")
                 .push(groups)
                 .push(" g LEFT JOIN model_group_counts c ON c.org_id = g.org_id AND c.kind = ")
@@ -180,26 +186,30 @@ impl Store {
                 .push(" AND c.group_id = g.id");
             push_facets(&mut sql, filter, providers);
         } else {
-            sql.push("COUNT(l.")
-                .push(column)
-                .push(") AS n FROM ")
+            // Driven from the filtered models: each one's link rows are a
+            // seek on the link table's model index.
+            sql.push("CAST(COALESCE(x.n, 0) AS BIGINT) AS n FROM ")
                 .push(groups)
-                .push(" g LEFT JOIN ")
-                .push(links)
-                .push(" l ON l.")
+                .push(" g LEFT JOIN (SELECT ")
                 .push(column)
-                .push(" = g.id");
+                .push(" AS gid, COUNT(*) AS n FROM ")
+                .push(links)
+                .push(" WHERE ");
             if nothing {
-                sql.push(" AND 1 = 0");
+                sql.push("1 = 0");
             } else {
-                sql.push(" AND l.model_pk IN (SELECT id FROM models");
+                sql.push("model_pk IN (SELECT id FROM models");
                 self.push_filter(&mut sql, org_id, filter, providers);
                 sql.push(")");
             }
+            sql.push(" GROUP BY ")
+                .push(column)
+                .push(") x ON x.gid = g.id");
         }
-        sql.push(" WHERE g.org_id = ")
-            .bind(org_id.to_string())
-            .push(" GROUP BY g.id, g.name");
+        sql.push(" WHERE g.org_id = ").bind(org_id.to_string());
+        if summary {
+            sql.push(" GROUP BY g.id, g.name");
+        }
         let (text, args) = sql.build_for(self.backend);
         let rows = sqlx::query_with(&text, args).fetch_all(&self.pool).await?;
         Ok(ordered(rows.iter().map(value).collect::<Result<_>>()?))
