@@ -13,7 +13,7 @@ use modelplane_domain::catalog::{Lifecycle, ModelFacts, Source, SourceRecord};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::sources::common::{date_from_text, modalities};
+use crate::sources::common::{date_from_text, list_by_cursor, modalities, CursorPaging};
 use crate::{PageSink, SourceClient, SourceError};
 
 pub const PROVIDER: &str = "anthropic";
@@ -54,38 +54,14 @@ pub async fn list(client: &SourceClient, sink: &mut dyn PageSink) -> Result<(), 
         ("x-api-key", key.to_owned()),
         ("anthropic-version", API_VERSION.to_owned()),
     ];
-    let settings = client.settings();
-    let limit = settings
-        .page_size
-        .unwrap_or(MAX_PAGE_SIZE)
-        .clamp(1, MAX_PAGE_SIZE);
-    let mut after: Option<String> = None;
-    let mut pages = 0u32;
-    loop {
-        let mut query = vec![("limit", limit.to_string())];
-        query.extend(super::common::query_params(client));
-        if let Some(after) = &after {
-            query.push(("after_id", after.clone()));
-        }
-        let url = client.url("/v1/models", &query)?;
-        let fetched = client.get(url, &headers).await?;
-        let page: ModelPage = fetched.json()?;
-        pages += 1;
-        sink.page(parse_page(&page)).await?;
-        let Some(next) = page.next_cursor() else {
-            return Ok(());
-        };
-        if after.as_deref() == Some(next.as_str()) {
-            return Err(SourceError::Malformed {
-                url: fetched.url,
-                detail: format!("has_more is true but the cursor did not advance past {next:?}"),
-            });
-        }
-        if settings.max_pages.is_some_and(|max| pages >= max) {
-            return Ok(());
-        }
-        after = Some(next);
-    }
+    let paging = CursorPaging {
+        path: "/v1/models",
+        headers: &headers,
+        size_param: "limit",
+        max_page_size: MAX_PAGE_SIZE,
+        cursor_param: "after_id",
+    };
+    list_by_cursor(client, sink, paging, ModelPage::next_cursor, parse_page).await
 }
 
 /// The records of one page; entries without an id are skipped.

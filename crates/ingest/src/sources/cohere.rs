@@ -13,7 +13,7 @@ use modelplane_domain::catalog::{Lifecycle, ModelFacts, Source, SourceRecord};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::sources::common::as_i64;
+use crate::sources::common::{as_i64, list_by_cursor, CursorPaging};
 use crate::{PageSink, SourceClient, SourceError};
 
 pub const PROVIDER: &str = "cohere";
@@ -38,38 +38,14 @@ impl ModelPage {
 pub async fn list(client: &SourceClient, sink: &mut dyn PageSink) -> Result<(), SourceError> {
     let key = client.api_key(Source::CohereApi.as_str())?;
     let headers = [("authorization", format!("Bearer {key}"))];
-    let settings = client.settings();
-    let page_size = settings
-        .page_size
-        .unwrap_or(MAX_PAGE_SIZE)
-        .clamp(1, MAX_PAGE_SIZE);
-    let mut token: Option<String> = None;
-    let mut pages = 0u32;
-    loop {
-        let mut query = vec![("page_size", page_size.to_string())];
-        query.extend(super::common::query_params(client));
-        if let Some(token) = &token {
-            query.push(("page_token", token.clone()));
-        }
-        let url = client.url("/v1/models", &query)?;
-        let fetched = client.get(url, &headers).await?;
-        let page: ModelPage = fetched.json()?;
-        pages += 1;
-        sink.page(parse_page(&page)).await?;
-        let Some(next) = page.next_cursor() else {
-            return Ok(());
-        };
-        if token.as_deref() == Some(next.as_str()) {
-            return Err(SourceError::Malformed {
-                url: fetched.url,
-                detail: format!("next_page_token {next:?} repeats the token just used"),
-            });
-        }
-        if settings.max_pages.is_some_and(|max| pages >= max) {
-            return Ok(());
-        }
-        token = Some(next);
-    }
+    let paging = CursorPaging {
+        path: "/v1/models",
+        headers: &headers,
+        size_param: "page_size",
+        max_page_size: MAX_PAGE_SIZE,
+        cursor_param: "page_token",
+    };
+    list_by_cursor(client, sink, paging, ModelPage::next_cursor, parse_page).await
 }
 
 /// The records of one page; entries without a name are skipped.

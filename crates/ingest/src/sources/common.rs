@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, NaiveDate};
 use modelplane_domain::catalog::SourceRecord;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::{PageSink, SourceClient, SourceError};
@@ -160,5 +161,65 @@ mod tests {
         assert_eq!(usd_per_million(0.0), Some(0.0));
         assert_eq!(usd_per_million(-1.0), None);
         assert_eq!(usd_per_million(f64::NAN), None);
+    }
+}
+
+/// How a listing API pages with an opaque cursor: the size and cursor
+/// parameter names, and the largest page it serves.
+pub struct CursorPaging<'a> {
+    pub path: &'a str,
+    pub headers: &'a [(&'a str, String)],
+    pub size_param: &'static str,
+    pub max_page_size: u32,
+    pub cursor_param: &'static str,
+}
+
+/// Walks a cursor-paged listing (Anthropic's `after_id`, Gemini's
+/// `pageToken`, Cohere's `page_token`): each page is parsed into records and
+/// pushed to `sink`, until `next_cursor` gives none or `max_pages` is
+/// reached. A cursor that does not advance is a malformed listing, not a
+/// loop. Every parameter but the cursor stays the same from page to page, as
+/// these APIs require.
+pub async fn list_by_cursor<P: DeserializeOwned>(
+    client: &SourceClient,
+    sink: &mut dyn PageSink,
+    paging: CursorPaging<'_>,
+    next_cursor: fn(&P) -> Option<String>,
+    parse: fn(&P) -> Vec<SourceRecord>,
+) -> Result<(), SourceError> {
+    let settings = client.settings();
+    let size = settings
+        .page_size
+        .unwrap_or(paging.max_page_size)
+        .clamp(1, paging.max_page_size);
+    let mut cursor: Option<String> = None;
+    let mut pages = 0u32;
+    loop {
+        let mut query = vec![(paging.size_param, size.to_string())];
+        query.extend(query_params(client));
+        if let Some(cursor) = &cursor {
+            query.push((paging.cursor_param, cursor.clone()));
+        }
+        let url = client.url(paging.path, &query)?;
+        let fetched = client.get(url, paging.headers).await?;
+        let page: P = fetched.json()?;
+        pages += 1;
+        sink.page(parse(&page)).await?;
+        let Some(next) = next_cursor(&page) else {
+            return Ok(());
+        };
+        if cursor.as_deref() == Some(next.as_str()) {
+            return Err(SourceError::Malformed {
+                url: fetched.url,
+                detail: format!(
+                    "the next page's {} {next:?} repeats the one just used",
+                    paging.cursor_param
+                ),
+            });
+        }
+        if settings.max_pages.is_some_and(|max| pages >= max) {
+            return Ok(());
+        }
+        cursor = Some(next);
     }
 }
