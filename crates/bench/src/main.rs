@@ -10,26 +10,22 @@
 #![expect(clippy::print_stdout, reason = "a benchmark reports on stdout")]
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::Context;
 use clap::Parser;
 use futures::StreamExt;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use secrecy::SecretString;
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use modelplane::config::{Config, LogFormat};
-use modelplane::Application;
+use modelplane_bench::{config, percentiles, Server, TOKEN};
 use modelplane_domain::audit::{diff, Actor, AuditAction, AuditEvent, EntityType};
 use modelplane_domain::model::{Model, RiskTier, ValidationStatus};
 use modelplane_domain::page::Page;
 use modelplane_domain::time::{from_micros, now, to_micros};
 use modelplane_store::{ModelFilter, Store};
 
-const TOKEN: &str = "mp_bench_superadmin_token_000000000000";
 const BATCH: usize = 10_000;
 
 #[derive(Parser)]
@@ -390,16 +386,6 @@ async fn ensure_agents(
     Ok(())
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i].as_secs_f64() * 1000.0
-}
-
-fn summary(mut samples: Vec<Duration>) -> (f64, f64) {
-    samples.sort();
-    (percentile(&samples, 0.50), percentile(&samples, 0.95))
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -409,33 +395,13 @@ async fn main() -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| tmp.path().join("bench.db"));
     let url = format!("sqlite://{}", path.display());
-    let mut config = Config {
-        listen: "127.0.0.1:0".parse()?,
-        database_url: url.clone(),
-        admin_token: Some(SecretString::from(TOKEN)),
-        log_format: LogFormat::Human,
-        log_level: "warn".to_owned(),
-        shutdown_grace_secs: 5,
-        ..Config::default()
-    };
-    // Measure the inventory alone: no scheduled ingestion in the background.
-    config.ingestion.scheduler = false;
-    let app = Application::build(&config)
-        .await
-        .context("starting modelplane")?;
-    let store = app.store().clone();
-    let base = format!("http://{}", app.local_addr()?);
-    let shutdown = CancellationToken::new();
-    let server = tokio::spawn(app.run_until(shutdown.clone()));
-    let client = reqwest::Client::new();
-    let orgs: serde_json::Value = client
-        .get(format!("{base}/api/v1/orgs"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await?
-        .json()
-        .await?;
-    let org_id: Uuid = orgs["orgs"][0]["id"].as_str().context("org id")?.parse()?;
+    let server = Server::start(&config(&url)).await?;
+    let (store, base, client) = (
+        server.store.clone(),
+        server.base.clone(),
+        server.client.clone(),
+    );
+    let org_id = server.org_id().await?;
 
     let existing = store
         .list_models(
@@ -547,9 +513,9 @@ async fn main() -> anyhow::Result<()> {
             resp.bytes().await?;
             http.push(t.elapsed());
         }
-        let (p50, p95) = summary(page_only);
-        let (d50, d95) = summary(direct);
-        let (h50, h95) = summary(http);
+        let (p50, p95) = percentiles(page_only);
+        let (d50, d95) = percentiles(direct);
+        let (h50, h95) = percentiles(http);
         println!(
             "{:<40} {:>8.2} ms {:>8.2} ms {:>8.2} ms {:>8.2} ms {:>8.2} ms {:>8.2} ms",
             scenario.name, p50, p95, d50, d95, h50, h95
@@ -558,8 +524,7 @@ async fn main() -> anyhow::Result<()> {
 
     println!();
     if args.skip_export {
-        shutdown.cancel();
-        let _ = server.await;
+        server.stop().await;
         return Ok(());
     }
     let t = Instant::now();
@@ -594,7 +559,6 @@ async fn main() -> anyhow::Result<()> {
         lines.saturating_sub(1) as f64 / http_secs,
         bytes as f64 / 1e6
     );
-    shutdown.cancel();
-    let _ = server.await;
+    server.stop().await;
     Ok(())
 }

@@ -13,18 +13,13 @@ use std::time::Instant;
 use anyhow::Context;
 use clap::Parser;
 use futures::StreamExt;
-use secrecy::SecretString;
 use serde_json::{json, Value};
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use modelplane::config::{Config, LogFormat};
-use modelplane::Application;
+use modelplane_bench::{config, Server, TOKEN};
 use modelplane_domain::audit::{diff, Actor, AuditAction, AuditEvent, EntityType};
 use modelplane_domain::model::{new_model, ModelCreate};
 use modelplane_domain::time::now;
-
-const TOKEN: &str = "mp_bench_superadmin_token_000000000000";
 
 #[derive(Parser)]
 struct Args {
@@ -85,24 +80,12 @@ async fn main() -> anyhow::Result<()> {
         .database_url
         .clone()
         .unwrap_or_else(|| format!("sqlite://{}", tmp.path().join("bulk.db").display()));
-    let mut config = Config {
-        listen: "127.0.0.1:0".parse()?,
-        database_url: url.clone(),
-        admin_token: Some(SecretString::from(TOKEN)),
-        log_format: LogFormat::Human,
-        log_level: "warn".to_owned(),
-        shutdown_grace_secs: 5,
-        ..Config::default()
-    };
-    config.ingestion.scheduler = false;
-    let app = Application::build(&config)
-        .await
-        .context("starting modelplane")?;
-    let store = app.store().clone();
-    let base = format!("http://{}", app.local_addr()?);
-    let shutdown = CancellationToken::new();
-    let server = tokio::spawn(app.run_until(shutdown.clone()));
-    let client = reqwest::Client::new();
+    let server = Server::start(&config(&url)).await?;
+    let (store, base, client) = (
+        server.store.clone(),
+        server.base.clone(),
+        server.client.clone(),
+    );
 
     let mut departments = Vec::new();
     for i in 0..10 {
@@ -116,14 +99,7 @@ async fn main() -> anyhow::Result<()> {
             .await?;
         departments.push(d["id"].as_str().context("department id")?.to_owned());
     }
-    let orgs: Value = client
-        .get(format!("{base}/api/v1/orgs"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await?
-        .json()
-        .await?;
-    let org_id: Uuid = orgs["orgs"][0]["id"].as_str().context("org id")?.parse()?;
+    let org_id = server.org_id().await?;
     println!("modelplane bulk-create benchmark — {url}");
     println!(
         "{} models each way, {} per request\n",
@@ -204,7 +180,6 @@ async fn main() -> anyhow::Result<()> {
         http_secs,
         http_secs / store_secs
     );
-    shutdown.cancel();
-    let _ = server.await;
+    server.stop().await;
     Ok(())
 }

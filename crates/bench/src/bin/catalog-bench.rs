@@ -12,7 +12,7 @@
 #![expect(clippy::print_stdout, reason = "a benchmark reports on stdout")]
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::Context;
 use axum::extract::{Query, State};
@@ -26,10 +26,9 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use secrecy::SecretString;
 use sqlx::Connection;
-use tokio_util::sync::CancellationToken;
 
-use modelplane::config::{Config, LogFormat, SourceFile};
-use modelplane::Application;
+use modelplane::config::{Config, SourceFile};
+use modelplane_bench::{percentiles, Server, TOKEN};
 use modelplane_domain::catalog::Source;
 use modelplane_domain::ingestion::RunTrigger;
 use modelplane_service::ingestion::Ingestion;
@@ -37,7 +36,6 @@ use modelplane_service::ingestion::Ingestion;
 /// A catalog query scenario: its label and how to draw one query string.
 type Scenario = (&'static str, fn(&mut StdRng) -> String);
 
-const TOKEN: &str = "mp_bench_superadmin_token_000000000000";
 const PAGE: usize = 1000;
 
 #[derive(Parser)]
@@ -194,17 +192,8 @@ async fn serve_hub(pages: Vec<Bytes>) -> anyhow::Result<String> {
 }
 
 fn config(database_url: &str, hub: &str) -> Config {
-    let mut config = Config {
-        listen: "127.0.0.1:0".parse().unwrap_or(([127, 0, 0, 1], 0).into()),
-        database_url: database_url.to_owned(),
-        admin_token: Some(SecretString::from(TOKEN)),
-        log_format: LogFormat::Human,
-        log_level: "warn".to_owned(),
-        shutdown_grace_secs: 5,
-        secret_key: Some(SecretString::from("22".repeat(32))),
-        ..Config::default()
-    };
-    config.ingestion.scheduler = false;
+    let mut config = modelplane_bench::config(database_url);
+    config.secret_key = Some(SecretString::from("22".repeat(32)));
     config.sources.insert(
         Source::Huggingface.as_str().to_owned(),
         SourceFile {
@@ -238,15 +227,6 @@ async fn fingerprint(database_url: &str) -> anyhow::Result<Vec<i64>> {
     Ok(out)
 }
 
-fn percentiles(mut samples: Vec<Duration>) -> (f64, f64) {
-    samples.sort();
-    let at = |p: f64| {
-        let i = ((samples.len() as f64 - 1.0) * p).round() as usize;
-        samples.get(i).map_or(0.0, |d| d.as_secs_f64() * 1000.0)
-    };
-    (at(0.5), at(0.95))
-}
-
 async fn bench_backend(
     name: &str,
     database_url: &str,
@@ -254,13 +234,8 @@ async fn bench_backend(
     args: &Args,
 ) -> anyhow::Result<()> {
     let config = config(database_url, hub);
-    let app = Application::build(&config)
-        .await
-        .context("starting modelplane")?;
-    let store = app.store().clone();
-    let base = format!("http://{}", app.local_addr()?);
-    let shutdown = CancellationToken::new();
-    let server = tokio::spawn(app.run_until(shutdown.clone()));
+    let server = Server::start(&config).await?;
+    let (store, base) = (server.store.clone(), server.base.clone());
     let engine = Ingestion::new(store.clone(), config.ingestion_settings()?, None);
 
     let t = Instant::now();
@@ -376,8 +351,7 @@ async fn bench_backend(
         let (p50, p95) = percentiles(samples);
         println!("{label:<40} {p50:>7.2} ms {p95:>7.2} ms");
     }
-    shutdown.cancel();
-    let _ = server.await;
+    server.stop().await;
     Ok(())
 }
 
