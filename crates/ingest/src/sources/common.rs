@@ -125,45 +125,6 @@ pub(crate) fn usd_per_million(per_token: f64) -> Option<f64> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dates_from_unix_and_text() {
-        assert_eq!(date_from_unix(1722814719).as_deref(), Some("2024-08-04"));
-        assert_eq!(date_from_unix(0), None);
-        assert_eq!(
-            date_from_text("2026-02-04T00:00:00Z").as_deref(),
-            Some("2026-02-04")
-        );
-        assert_eq!(date_from_text("2026-08-31").as_deref(), Some("2026-08-31"));
-        assert_eq!(date_from_text("2024-04").as_deref(), Some("2024-04-01"));
-        assert_eq!(date_from_text("1970-01-01T00:00:00Z"), None);
-        assert_eq!(date_from_text(""), None);
-        assert_eq!(date_from_text("soon"), None);
-    }
-
-    #[test]
-    fn modalities_are_normalized() {
-        assert_eq!(
-            modalities(["Text", "images", "text", "file"]),
-            vec!["file", "image", "text"]
-        );
-    }
-
-    #[test]
-    fn per_token_prices_become_clean_per_million_prices() {
-        assert_eq!(usd_per_million(3e-7), Some(0.3));
-        assert_eq!(usd_per_million(2.5e-6), Some(2.5));
-        assert_eq!(usd_per_million(0.0000375), Some(37.5));
-        assert_eq!(usd_per_million(7.5e-8), Some(0.075));
-        assert_eq!(usd_per_million(0.0), Some(0.0));
-        assert_eq!(usd_per_million(-1.0), None);
-        assert_eq!(usd_per_million(f64::NAN), None);
-    }
-}
-
 /// How a listing API pages with an opaque cursor: the size and cursor
 /// parameter names, and the largest page it serves.
 pub struct CursorPaging<'a> {
@@ -221,5 +182,44 @@ pub async fn list_by_cursor<P: DeserializeOwned>(
             return Ok(());
         }
         cursor = Some(next);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_from_unix_and_text() {
+        assert_eq!(date_from_unix(1722814719).as_deref(), Some("2024-08-04"));
+        assert_eq!(date_from_unix(0), None);
+        assert_eq!(
+            date_from_text("2026-02-04T00:00:00Z").as_deref(),
+            Some("2026-02-04")
+        );
+        assert_eq!(date_from_text("2026-08-31").as_deref(), Some("2026-08-31"));
+        assert_eq!(date_from_text("2024-04").as_deref(), Some("2024-04-01"));
+        assert_eq!(date_from_text("1970-01-01T00:00:00Z"), None);
+        assert_eq!(date_from_text(""), None);
+        assert_eq!(date_from_text("soon"), None);
+    }
+
+    #[test]
+    fn modalities_are_normalized() {
+        assert_eq!(
+            modalities(["Text", "images", "text", "file"]),
+            vec!["file", "image", "text"]
+        );
+    }
+
+    #[test]
+    fn per_token_prices_become_clean_per_million_prices() {
+        assert_eq!(usd_per_million(3e-7), Some(0.3));
+        assert_eq!(usd_per_million(2.5e-6), Some(2.5));
+        assert_eq!(usd_per_million(0.0000375), Some(37.5));
+        assert_eq!(usd_per_million(7.5e-8), Some(0.075));
+        assert_eq!(usd_per_million(0.0), Some(0.0));
+        assert_eq!(usd_per_million(-1.0), None);
+        assert_eq!(usd_per_million(f64::NAN), None);
     }
 }
