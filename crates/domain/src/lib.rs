@@ -21,6 +21,7 @@ pub mod search;
 pub mod sections;
 pub mod staged;
 pub mod time;
+pub mod usage;
 pub mod user;
 
 pub use error::ValidationError;

@@ -23,6 +23,7 @@ mod orgs;
 mod rows;
 mod sql;
 mod staged;
+mod usage;
 mod users;
 
 use std::str::FromStr;
