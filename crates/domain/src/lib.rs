@@ -8,8 +8,10 @@ pub mod agent;
 pub mod audit;
 pub mod catalog;
 pub mod department;
+pub mod discovery;
 pub mod draft;
 pub mod error;
+pub mod histogram;
 pub mod ingestion;
 pub mod key;
 pub mod model;
@@ -22,6 +24,7 @@ pub mod sections;
 pub mod staged;
 pub mod time;
 pub mod usage;
+pub mod usage_query;
 pub mod user;
 
 pub use error::ValidationError;
