@@ -20,6 +20,7 @@ pub mod models;
 pub mod orgs;
 pub mod secrets;
 pub mod staged;
+pub mod usage;
 pub mod users;
 
 pub use auth::Principal;
