@@ -15,6 +15,7 @@ pub mod model_export;
 pub mod models;
 pub mod orgs;
 pub mod staged_changes;
+pub mod usage;
 pub mod users;
 
 use serde::Serialize;
