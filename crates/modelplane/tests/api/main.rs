@@ -16,3 +16,4 @@ mod models;
 mod ops;
 mod orgs_users;
 mod staged_changes;
+mod usage;
