@@ -11,8 +11,6 @@
 //! Values below [`MIN_MS`] count as `MIN_MS` (an absolute error under a
 //! microsecond); values above [`MAX_MS`] as `MAX_MS`.
 
-use std::collections::BTreeMap;
-
 /// `α`: the largest relative error of a percentile read from a histogram.
 pub const RELATIVE_ERROR: f64 = 0.01;
 /// The smallest value told apart from zero: one microsecond.
@@ -22,16 +20,34 @@ pub const MAX_MS: f64 = 1.0e9;
 
 const GAMMA: f64 = (1.0 + RELATIVE_ERROR) / (1.0 - RELATIVE_ERROR);
 
+/// Every bucket a value can fall in lies in `LOWEST_BUCKET..=HIGHEST_BUCKET`
+/// (those of `MIN_MS` and `MAX_MS` are -345 and 1037); a stored histogram
+/// naming another is corrupt.
+pub const LOWEST_BUCKET: i32 = -400;
+pub const HIGHEST_BUCKET: i32 = 1100;
+
 /// Nearest-rank percentiles the usage endpoints report, in per mille.
 pub const P50: u32 = 500;
 pub const P95: u32 = 950;
 pub const P99: u32 = 990;
 
-/// Counts per bucket; only buckets that hold values are kept.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Counts per bucket, dense from the lowest bucket that holds a value to
+/// the highest (values of one kind span a few hundred buckets at most), so
+/// recording and merging are array additions.
+#[derive(Debug, Clone, Default)]
 pub struct Histogram {
-    counts: BTreeMap<i32, u64>,
+    /// The bucket of `counts[0]`.
+    offset: i32,
+    counts: Vec<u64>,
 }
+
+impl PartialEq for Histogram {
+    fn eq(&self, other: &Self) -> bool {
+        self.buckets().eq(other.buckets())
+    }
+}
+
+impl Eq for Histogram {}
 
 /// The bucket a value falls in.
 pub fn bucket_of(ms: f64) -> i32 {
@@ -59,25 +75,59 @@ impl Histogram {
         self.add(bucket_of(ms), 1);
     }
 
-    pub fn add(&mut self, bucket: i32, count: u64) {
-        if count > 0 {
-            *self.counts.entry(bucket).or_insert(0) += count;
+    /// Makes room for buckets `low..=high`.
+    fn cover(&mut self, low: i32, high: i32) {
+        if self.counts.is_empty() {
+            self.offset = low;
+        }
+        if low < self.offset {
+            let grow = (self.offset - low) as usize;
+            self.counts.splice(0..0, std::iter::repeat_n(0, grow));
+            self.offset = low;
+        }
+        let len = (high - self.offset) as usize + 1;
+        if len > self.counts.len() {
+            self.counts.resize(len, 0);
         }
     }
 
-    pub fn merge(&mut self, other: &Histogram) {
-        for (&bucket, &count) in &other.counts {
-            self.add(bucket, count);
+    /// Adds `count` values to `bucket` (clamped to the bucket range).
+    pub fn add(&mut self, bucket: i32, count: u64) {
+        if count == 0 {
+            return;
         }
+        let bucket = bucket.clamp(LOWEST_BUCKET, HIGHEST_BUCKET);
+        self.cover(bucket, bucket);
+        self.counts[(bucket - self.offset) as usize] += count;
+    }
+
+    pub fn merge(&mut self, other: &Histogram) {
+        let (Some((low, _)), Some((high, _))) = (other.buckets().next(), other.buckets().last())
+        else {
+            return;
+        };
+        self.cover(low, high);
+        for (bucket, count) in other.buckets() {
+            self.counts[(bucket - self.offset) as usize] += count;
+        }
+    }
+
+    /// The buckets that hold values, lowest first, with their counts.
+    pub fn buckets(&self) -> impl Iterator<Item = (i32, u64)> + '_ {
+        self.counts
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| **c > 0)
+            .map(|(i, c)| (self.offset + i as i32, *c))
     }
 
     /// How many values were recorded.
     pub fn count(&self) -> u64 {
-        self.counts.values().sum()
+        self.counts.iter().sum()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.counts.is_empty()
+        self.counts.iter().all(|c| *c == 0)
     }
 
     /// The nearest-rank percentile `per_mille / 1000`: the reported value of
@@ -91,22 +141,27 @@ impl Histogram {
         let rank = (u128::from(n) * u128::from(per_mille.min(1000))).div_ceil(1000);
         let rank = rank.max(1);
         let mut seen: u128 = 0;
-        for (&bucket, &count) in &self.counts {
+        let mut last = None;
+        for (bucket, count) in self.buckets() {
             seen += u128::from(count);
             if seen >= rank {
                 return Some(value_of(bucket));
             }
+            last = Some(bucket);
         }
-        self.counts.keys().next_back().map(|&b| value_of(b))
+        last.map(value_of)
     }
 
     /// A compact text form: runs of consecutive buckets as
     /// `first:count,count,…`, runs separated by `;` (a gap of one or two
     /// empty buckets is written as zeros rather than starting a new run).
+    /// Runs may repeat buckets and empty runs are ignored, so encodings
+    /// joined with `;` read as the sum of their histograms, which lets a
+    /// database concatenate stored histograms instead of returning each.
     pub fn encode(&self) -> String {
         let mut out = String::new();
         let mut previous: Option<i32> = None;
-        for (&bucket, &count) in &self.counts {
+        for (bucket, count) in self.buckets() {
             match previous {
                 Some(p) if bucket - p <= 3 => {
                     for _ in p + 1..bucket {
@@ -130,20 +185,29 @@ impl Histogram {
         out
     }
 
+    /// Adds the counts of what [`Histogram::encode`] wrote; None (and
+    /// possibly some counts added) if it is malformed.
+    pub fn add_encoded(&mut self, text: &str) -> Option<()> {
+        for run in text.split(';').filter(|run| !run.is_empty()) {
+            let (first, counts) = run.split_once(':')?;
+            let first: i32 = first.parse().ok()?;
+            if !(LOWEST_BUCKET..=HIGHEST_BUCKET).contains(&first) {
+                return None;
+            }
+            for (bucket, count) in (first..).zip(counts.split(',')) {
+                if !(LOWEST_BUCKET..=HIGHEST_BUCKET).contains(&bucket) {
+                    return None;
+                }
+                self.add(bucket, count.parse().ok()?);
+            }
+        }
+        Some(())
+    }
+
     /// Reads what [`Histogram::encode`] wrote; None if it is malformed.
     pub fn decode(text: &str) -> Option<Histogram> {
         let mut histogram = Histogram::new();
-        if text.is_empty() {
-            return Some(histogram);
-        }
-        for run in text.split(';') {
-            let (first, counts) = run.split_once(':')?;
-            let mut bucket: i32 = first.parse().ok()?;
-            for count in counts.split(',') {
-                histogram.add(bucket, count.parse().ok()?);
-                bucket = bucket.checked_add(1)?;
-            }
-        }
+        histogram.add_encoded(text)?;
         Some(histogram)
     }
 }
@@ -175,6 +239,13 @@ mod tests {
             let got = value_of(bucket_of(v));
             assert!((got - v).abs() <= v * RELATIVE_ERROR * (1.0 + 1e-9));
         }
+    }
+
+    #[test]
+    fn every_value_falls_in_the_bucket_range() {
+        assert_eq!(bucket_of(MIN_MS), -345);
+        assert_eq!(bucket_of(MAX_MS), 1037);
+        assert!(bucket_of(MIN_MS) >= LOWEST_BUCKET && bucket_of(MAX_MS) <= HIGHEST_BUCKET);
     }
 
     #[test]
@@ -245,7 +316,25 @@ mod tests {
         runs.add(0, 4);
         runs.add(10, 2);
         assert_eq!(runs.encode(), "-2:1,0,4;10:2");
-        for bad in ["x", "1:", "1:a", ":3", "1:2;", "1:2;;3:4", "1:-1"] {
+        // Joined encodings read as the sum.
+        let mut other = Histogram::new();
+        other.add(0, 1);
+        other.add(11, 5);
+        let mut sum = runs.clone();
+        sum.merge(&other);
+        let joined = format!("{};;{}", runs.encode(), other.encode());
+        assert_eq!(Histogram::decode(&joined), Some(sum));
+        for bad in [
+            "x",
+            "1:",
+            "1:a",
+            ":3",
+            "1:-1",
+            "2000000000:1",
+            "2147483647:1",
+            "1100:1,1",
+            "-401:1",
+        ] {
             assert_eq!(Histogram::decode(bad), None, "{bad}");
         }
     }

@@ -824,22 +824,36 @@ impl Store {
     ) -> Result<HashMap<String, UsageDurations>> {
         let mut sql = Sql::new("");
         push_key(&mut sql, key, source);
-        sql.push(match (source, kind) {
-            (Source::Raw, DurationKind::Latency) => ", latency_ms AS d",
-            (Source::Raw, DurationKind::Ttft) => ", ttft_ms AS d",
-            (Source::Rollup(_), DurationKind::Latency) => {
-                ", requests AS n, latency_sum_ms AS s, latency_hist AS h"
-            }
-            (Source::Rollup(_), DurationKind::Ttft) => {
-                ", ttft_count AS n, ttft_sum_ms AS s, ttft_hist AS h"
-            }
-        });
+        // Rollup histograms are concatenated by the database, one string
+        // per group: the concatenation of encodings (runs joined by ';')
+        // is the encoding of their sum.
+        let concat = match self.backend {
+            Backend::Sqlite => "group_concat",
+            Backend::Postgres => "string_agg",
+        };
+        match (source, kind) {
+            (Source::Raw, DurationKind::Latency) => sql.push(", latency_ms AS d"),
+            (Source::Raw, DurationKind::Ttft) => sql.push(", ttft_ms AS d"),
+            (Source::Rollup(_), DurationKind::Latency) => sql
+                .push(", CAST(COALESCE(SUM(requests), 0) AS BIGINT) AS n, ")
+                .push("CAST(COALESCE(SUM(latency_sum_ms), 0) AS DOUBLE PRECISION) AS s, ")
+                .push(concat)
+                .push("(latency_hist, ';') AS h"),
+            (Source::Rollup(_), DurationKind::Ttft) => sql
+                .push(", CAST(COALESCE(SUM(ttft_count), 0) AS BIGINT) AS n, ")
+                .push("CAST(COALESCE(SUM(ttft_sum_ms), 0) AS DOUBLE PRECISION) AS s, ")
+                .push(concat)
+                .push("(ttft_hist, ';') AS h"),
+        };
         push_where(&mut sql, source, org_id, part, filter);
         sql.push(match (source, kind) {
             (_, DurationKind::Latency) => "",
             (Source::Raw, DurationKind::Ttft) => " AND stream = 1 AND ttft_ms IS NOT NULL",
             (Source::Rollup(_), DurationKind::Ttft) => " AND ttft_count > 0",
         });
+        if matches!(source, Source::Rollup(_)) && key != Key::All {
+            sql.push(" GROUP BY 1");
+        }
         let (text, args) = sql.build_for(self.backend);
         let rows = sqlx::query_with(&text, args).fetch_all(&self.pool).await?;
         let mut out: HashMap<String, UsageDurations> = HashMap::new();
@@ -847,18 +861,27 @@ impl Store {
             let KeyValue::Text(k) = key_value(row, key, source)? else {
                 continue;
             };
-            let entry = out.entry(k).or_default();
             match source {
                 Source::Raw => {
                     let d = row.try_get::<f64, _>("d")?;
+                    let entry = out.entry(k).or_default();
                     entry.count += 1;
                     entry.sum_ms += d;
                     entry.histogram.record(d);
                 }
                 Source::Rollup(_) => {
-                    entry.count += rows::int(row, "n")?;
+                    let count = rows::int(row, "n")?;
+                    if count == 0 {
+                        continue;
+                    }
+                    let entry = out.entry(k).or_default();
+                    entry.count += count;
                     entry.sum_ms += row.try_get::<f64, _>("s")?;
-                    entry.histogram.merge(&histogram(row, "h")?);
+                    let text = rows::opt_text(row, "h")?.unwrap_or_default();
+                    entry
+                        .histogram
+                        .add_encoded(&text)
+                        .ok_or_else(|| StoreError::Corrupt("bad stored histogram".into()))?;
                 }
             }
         }
@@ -899,13 +922,12 @@ impl Store {
         sql.push(RECORD_COLUMNS);
         push_where(&mut sql, Source::Raw, org_id, filter.span, filter);
         if let Some(after) = after {
-            sql.push(" AND (created_at < ")
+            // A row value, which both backends turn into one index range.
+            sql.push(" AND (created_at, id) < (")
                 .bind(after.created_at)
-                .push(" OR (created_at = ")
-                .bind(after.created_at)
-                .push(" AND id < ")
+                .push(", ")
                 .bind(after.id.clone())
-                .push("))");
+                .push(")");
         }
         sql.push(" ORDER BY created_at DESC, id DESC LIMIT ")
             .bind(batch);
