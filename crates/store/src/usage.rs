@@ -1,7 +1,7 @@
 //! Usage records: the gateway's metering log, the hourly and daily rollups
 //! kept beside it, and the reads that answer usage queries.
 //!
-//! Every batch of records updates `usage_rollups` in its own transaction:
+//! Every batch of records updates the rollups in its own transaction:
 //! one row per (org, hour or day, model, key, user, route, upstream,
 //! endpoint, status, stream) with counts, token and cost sums, latency and
 //! time-to-first-token sums and histograms, and the first and last record
@@ -222,10 +222,10 @@ fn push_where(sql: &mut Sql, source: Source, org_id: Uuid, part: Span, f: &Usage
             " created_at"
         }
         Source::Rollup(rollup) => {
-            sql.push(" FROM usage_rollups WHERE org_id = ")
-                .bind(org_id.to_string())
-                .push(" AND span = ")
-                .bind(rollup.as_str());
+            sql.push(" FROM ")
+                .push(rollup_table(rollup))
+                .push(" WHERE org_id = ")
+                .bind(org_id.to_string());
             " bucket_start"
         }
     };
@@ -472,12 +472,22 @@ fn stored_rollup(row: &AnyRow, bucket: &RollupKey) -> Result<(RollupKey, RollupV
     Ok((key, values))
 }
 
-const ROLLUP_COLUMNS: &str = "org_id, span, bucket_start, requested_model, key_id, user_id, \
+/// The table of a rollup level. Hours and days live apart, so a scan of
+/// one level never reads the other's rows (PostgreSQL's heap is not
+/// clustered by key).
+fn rollup_table(rollup: Rollup) -> &'static str {
+    match rollup {
+        Rollup::Hour => "usage_rollup_hours",
+        Rollup::Day => "usage_rollup_days",
+    }
+}
+
+const ROLLUP_COLUMNS: &str = "org_id, bucket_start, requested_model, key_id, user_id, \
      route, upstream, endpoint, status, stream, requests, prompt_tokens, completion_tokens, \
      total_tokens, cost_usd, latency_sum_ms, latency_hist, ttft_count, ttft_sum_ms, ttft_hist, \
      first_at, last_at";
 
-const ROLLUP_UPSERT: &str = " ON CONFLICT (org_id, span, bucket_start, requested_model, key_id, \
+const ROLLUP_UPSERT: &str = " ON CONFLICT (org_id, bucket_start, requested_model, key_id, \
      user_id, route, upstream, endpoint, status, stream) DO UPDATE SET \
      requests = excluded.requests, prompt_tokens = excluded.prompt_tokens, \
      completion_tokens = excluded.completion_tokens, total_tokens = excluded.total_tokens, \
@@ -599,11 +609,11 @@ impl Store {
                     "SELECT requested_model, key_id, user_id, route, upstream, endpoint, status, \
                      stream, requests, prompt_tokens, completion_tokens, total_tokens, cost_usd, \
                      latency_sum_ms, latency_hist, ttft_count, ttft_sum_ms, ttft_hist, first_at, \
-                     last_at FROM usage_rollups WHERE org_id = ",
+                     last_at FROM ",
                 );
-                sql.bind(first.org_id.clone())
-                    .push(" AND span = ")
-                    .bind(first.rollup.as_str())
+                sql.push(rollup_table(first.rollup))
+                    .push(" WHERE org_id = ")
+                    .bind(first.org_id.clone())
                     .push(" AND bucket_start = ")
                     .bind(first.bucket_start)
                     .push(" AND requested_model IN ")
@@ -623,18 +633,33 @@ impl Store {
                 }
             }
         }
-        let merged: Vec<(RollupKey, RollupValues)> = deltas.into_iter().collect();
-        for chunk in merged.chunks(ROLLUPS_PER_STATEMENT) {
-            let mut sql = Sql::new("INSERT INTO usage_rollups (");
-            sql.push(ROLLUP_COLUMNS).push(") VALUES ");
+        for rollup in Rollup::ALL {
+            let merged: Vec<(&RollupKey, &RollupValues)> =
+                deltas.iter().filter(|(k, _)| k.rollup == rollup).collect();
+            self.write_rollups(tx, rollup, &merged).await?;
+        }
+        Ok(())
+    }
+
+    /// Upserts rollup rows of one level with the values given.
+    async fn write_rollups(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        rollup: Rollup,
+        rows: &[(&RollupKey, &RollupValues)],
+    ) -> Result<()> {
+        for chunk in rows.chunks(ROLLUPS_PER_STATEMENT) {
+            let mut sql = Sql::new("INSERT INTO ");
+            sql.push(rollup_table(rollup))
+                .push(" (")
+                .push(ROLLUP_COLUMNS)
+                .push(") VALUES ");
             for (i, (k, v)) in chunk.iter().enumerate() {
                 if i > 0 {
                     sql.push(", ");
                 }
                 sql.push("(")
                     .bind(k.org_id.clone())
-                    .push(", ")
-                    .bind(k.rollup.as_str())
                     .push(", ")
                     .bind(k.bucket_start)
                     .push(", ")

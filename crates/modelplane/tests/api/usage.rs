@@ -26,6 +26,7 @@ both_backends!(
     usage_is_per_org_and_needs_admin,
     bad_usage_parameters_are_400,
     discover_creates_drafts_for_models_in_use,
+    discover_counts_other_names_of_a_catalog_model_as_present,
     discover_bounds_and_scopes,
 );
 
@@ -1332,4 +1333,55 @@ async fn discover_bounds_and_scopes(app: TestApp) {
         )
         .await;
     assert_eq!(status, StatusCode::OK);
+}
+
+async fn discover_counts_other_names_of_a_catalog_model_as_present(app: TestApp) {
+    let org = own_org(&app).await;
+    let key = Uuid::now_v7();
+    let (status, entry) = app
+        .post(
+            "/api/v1/catalog/models",
+            json!({"provider": "anthropic", "model_id": "claude-3-5-sonnet-20241022", "aliases": [
+                {"alias": "claude-3-5-sonnet-latest"},
+                {"alias": "anthropic.claude-3-5-sonnet-20241022-v2:0", "source": "bedrock"}
+            ]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{entry}");
+    app.create_model(json!({"model_id": "claude-3-5-sonnet-20241022", "provider": "anthropic", "risk_tier": "tier_2"}))
+        .await;
+    let now = Utc::now();
+    let names = [
+        // Aliases of the catalog model the inventory has, in any case.
+        "anthropic.claude-3-5-sonnet-20241022-v2:0",
+        "Claude-3-5-Sonnet-Latest",
+        // Same normalized name, another snapshot: not the same model.
+        "claude-3-5-sonnet-20240620",
+    ];
+    let records: Vec<UsageRecord> = names
+        .iter()
+        .map(|n| record(org, key, n, now - Duration::hours(1)))
+        .collect();
+    seed(&app, &records).await;
+
+    let (status, found) = app
+        .post("/api/v1/models/discover", json!({"dry_run": true}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{found}");
+    let status_of = |name: &str| {
+        found["models"]
+            .as_array()
+            .expect("models")
+            .iter()
+            .find(|m| m["model_id"] == name)
+            .map(|m| (m["status"].clone(), m["risk_tier"].clone()))
+            .unwrap_or_else(|| panic!("{name} missing: {found}"))
+    };
+    assert_eq!(status_of(names[0]), (json!("existing"), json!("tier_2")));
+    assert_eq!(status_of(names[1]), (json!("existing"), json!("tier_2")));
+    assert_eq!(status_of(names[2]), (json!("created"), json!("tier_4")));
+    assert_eq!(
+        (found["created"].clone(), found["existing"].clone()),
+        (json!(1), json!(2))
+    );
 }
