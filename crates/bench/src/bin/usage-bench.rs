@@ -69,6 +69,8 @@ const MODELS: [(&str, f64, f64); 12] = [
     ("grok-2", 1300.0, 0.005),
 ];
 const KEYS: usize = 40;
+const KEY_IDS: u128 = 0x0190_0000_0000_7000_8000_0000_0000_0000;
+const USER_IDS: u128 = 0x0190_0000_0000_7000_8000_0001_0000_0000;
 
 /// A small fast generator (xorshift64*), so fills are reproducible.
 struct Rng(u64);
@@ -259,10 +261,13 @@ async fn main() -> anyhow::Result<()> {
     let server = Server::start(&config(&url)).await?;
     let store = server.store.clone();
     let org_id = server.org_id().await?;
+    // Fixed ids, so a reused database is queried by the keys it holds.
     let fleet = Fleet {
         org_id,
-        keys: (0..KEYS).map(|_| Uuid::now_v7()).collect(),
-        users: (0..12).map(|_| Uuid::now_v7()).collect(),
+        keys: (0..KEYS as u128)
+            .map(|i| Uuid::from_u128(KEY_IDS + i))
+            .collect(),
+        users: (0..12u128).map(|i| Uuid::from_u128(USER_IDS + i)).collect(),
     };
     println!("modelplane usage benchmark — {url}");
 
@@ -281,6 +286,18 @@ async fn main() -> anyhow::Result<()> {
             args.days, args.batch
         );
         fill(&store, &fleet, missing, args.batch.max(1), start, end).await?;
+        if store.backend() == modelplane_store::Backend::Postgres {
+            // What autovacuum would do shortly after a bulk load; without
+            // statistics the planner may sort the whole log for a page.
+            let mut conn = sqlx::AnyConnection::connect(&url).await?;
+            sqlx::query("ANALYZE usage_records")
+                .execute(&mut conn)
+                .await?;
+            sqlx::query("ANALYZE usage_rollups")
+                .execute(&mut conn)
+                .await?;
+            conn.close().await?;
+        }
     }
     let total: i64 = store
         .usage_totals(org_id, &UsageFilter::default(), None)
@@ -409,10 +426,12 @@ async fn main() -> anyhow::Result<()> {
     for _ in 0..3 {
         let t = Instant::now();
         let rows = sqlx::query(
-            "SELECT requested_model, COUNT(*), SUM(CASE WHEN status <> 'ok' THEN 1 ELSE 0 END), \
-             SUM(prompt_tokens), SUM(completion_tokens), SUM(total_tokens), SUM(cost_usd), \
-             SUM(latency_ms) FROM usage_records WHERE org_id = $1 AND created_at >= $2 \
-             GROUP BY requested_model",
+            "SELECT requested_model, COUNT(*), \
+             CAST(SUM(CASE WHEN status <> 'ok' THEN 1 ELSE 0 END) AS BIGINT), \
+             CAST(SUM(prompt_tokens) AS BIGINT), CAST(SUM(completion_tokens) AS BIGINT), \
+             CAST(SUM(total_tokens) AS BIGINT), CAST(SUM(cost_usd) AS DOUBLE PRECISION), \
+             CAST(SUM(latency_ms) AS DOUBLE PRECISION) FROM usage_records \
+             WHERE org_id = $1 AND created_at >= $2 GROUP BY requested_model",
         )
         .bind(org_id.to_string())
         .bind(now_micros - 30 * day)
