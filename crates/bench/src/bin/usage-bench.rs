@@ -290,12 +290,11 @@ async fn main() -> anyhow::Result<()> {
             // What autovacuum would do shortly after a bulk load; without
             // statistics the planner may sort the whole log for a page.
             let mut conn = sqlx::AnyConnection::connect(&url).await?;
-            sqlx::query("ANALYZE usage_records")
-                .execute(&mut conn)
-                .await?;
-            sqlx::query("ANALYZE usage_rollups")
-                .execute(&mut conn)
-                .await?;
+            for table in ["usage_records", "usage_rollup_hours", "usage_rollup_days"] {
+                sqlx::query(&format!("ANALYZE {table}"))
+                    .execute(&mut conn)
+                    .await?;
+            }
             conn.close().await?;
         }
     }
