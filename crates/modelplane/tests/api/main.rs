@@ -9,6 +9,7 @@ mod catalog;
 mod cli;
 mod departments_agents;
 mod export;
+mod gateway;
 mod idempotency;
 mod inventory_editing;
 mod mcp;
