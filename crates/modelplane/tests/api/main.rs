@@ -14,6 +14,7 @@ mod idempotency;
 mod inventory_editing;
 mod mcp;
 mod models;
+mod openai_sdk;
 mod ops;
 mod orgs_users;
 mod staged_changes;
