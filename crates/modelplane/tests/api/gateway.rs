@@ -536,6 +536,23 @@ async fn errors_on_v1_have_openais_shape(app: TestApp) {
         assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{bad}");
         openai_shape(&json_of(&resp.bytes().await.expect("b")), "invalid_request");
     }
+    // A revoked key stops working at once, though the gateway had it cached.
+    let (_, key) = app
+        .post(
+            "/api/v1/keys",
+            json!({"name": "short-lived", "scopes": ["gateway"]}),
+        )
+        .await;
+    let short = key["token"].as_str().expect("token").to_owned();
+    let (status, _, _) = chat(&app, &short, json!({"model": "nope", "messages": []})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = app
+        .delete(&format!("/api/v1/keys/{}", key["id"].as_str().expect("id")))
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _, body) = chat(&app, &short, json!({"model": "nope", "messages": []})).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    openai_shape(&json_of(&body), "invalid_api_key");
     let resp = app
         .client
         .post(app.url("/v1/nothing-here"))
