@@ -24,6 +24,7 @@ pub const MODEL_OPERATIONS: &[(&str, &str, &str)] = &[
     ("post", "/api/v1/models/bulk-create", "registry:write"),
     ("post", "/api/v1/models/bulk-update", "registry:write"),
     ("post", "/api/v1/models/bulk-delete", "registry:write"),
+    ("post", "/api/v1/models/discover", "registry:write"),
     ("get", "/api/v1/drafts", "registry:write"),
     ("post", "/api/v1/drafts", "registry:write"),
     ("get", "/api/v1/drafts/{id}", "registry:write"),

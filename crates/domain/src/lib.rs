@@ -9,8 +9,10 @@ pub mod audit;
 pub mod breaker;
 pub mod catalog;
 pub mod department;
+pub mod discovery;
 pub mod draft;
 pub mod error;
+pub mod histogram;
 pub mod ingestion;
 pub mod key;
 pub mod model;
@@ -24,6 +26,7 @@ pub mod sections;
 pub mod staged;
 pub mod time;
 pub mod usage;
+pub mod usage_query;
 pub mod user;
 
 pub use error::ValidationError;

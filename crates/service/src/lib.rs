@@ -21,6 +21,7 @@ pub mod orgs;
 pub mod routes;
 pub mod secrets;
 pub mod staged;
+pub mod usage;
 pub mod users;
 
 pub use auth::Principal;

@@ -48,6 +48,9 @@ pub use ingestion::RunFilter;
 pub use keys::{KeyFilter, KeySort, NewApiKey};
 pub use models::{ModelCursor, ModelFilter, Modified};
 pub use staged::StagedFilter;
+pub use usage::{
+    DurationKind, InventoryName, UsageCursor, UsageDurations, UsageFilter, UsageTotals,
+};
 pub use users::UserFilter;
 
 use modelplane_domain::audit::AuditEvent;

@@ -17,6 +17,7 @@ pub mod models;
 pub mod orgs;
 pub mod staged_changes;
 pub mod upstreams;
+pub mod usage;
 pub mod users;
 
 use serde::Serialize;

@@ -231,6 +231,14 @@ impl TestApp {
             .expect("open the test database")
     }
 
+    /// The app's store, opened again on its database: for seeding what no
+    /// endpoint writes (the gateway's usage records).
+    pub async fn store(&self) -> modelplane_store::Store {
+        modelplane_store::Store::connect(&self.database_url)
+            .await
+            .expect("open the test database as a store")
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }

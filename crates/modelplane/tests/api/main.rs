@@ -18,3 +18,4 @@ mod openai_sdk;
 mod ops;
 mod orgs_users;
 mod staged_changes;
+mod usage;
