@@ -815,6 +815,7 @@ fn minimal_body(schema: &str) -> Value {
         "ModelCreate" => json!({"model_id": "x", "provider": "p", "risk_tier": "tier_1"}),
         "ModelChanges" | "DraftForm" | "object" => json!({}),
         "DraftPatch" => json!({"expected_version": 1}),
+        "DiscoverRequest" => json!({"dry_run": true}),
         other => panic!("no minimal body for the documented schema {other}"),
     }
 }
