@@ -14,6 +14,7 @@ pub mod openapi;
 mod routes;
 pub mod scopes;
 pub mod state;
+pub mod v1;
 
 use std::time::Duration;
 
@@ -36,7 +37,7 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub fn router(state: AppState) -> Router {
     let (api, openapi) = openapi::split();
     let openapi_json = openapi::render(&openapi);
-    api.merge(routes::docs::router(openapi_json))
+    let admin = api.merge(routes::docs::router(openapi_json))
         .merge(mcp::router(state.clone()))
         .fallback(routes::fallback::not_found)
         .method_not_allowed_fallback(routes::fallback::method_not_allowed)
@@ -54,6 +55,14 @@ pub fn router(state: AppState) -> Router {
                 .unwrap_or_default();
             tracing::info_span!("request", method = %req.method(), uri = %req.uri().path(), request_id)
         }))
-        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
-        .with_state(state)
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid));
+    // `/v1` keeps to the least middleware: metrics and the request id.
+    let gateway = v1::router()
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid));
+    gateway.merge(admin).with_state(state)
 }

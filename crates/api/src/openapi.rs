@@ -30,6 +30,7 @@ use crate::state::AppState;
         (name = "audit", description = "The append-only audit trail"),
         (name = "catalog", description = "The global catalog of models, shared by every org"),
         (name = "ingestion", description = "Feeding the catalog from providers, aggregators and Hugging Face"),
+        (name = "gateway", description = "Routes, upstreams and providers of the OpenAI-compatible gateway at /v1"),
         (name = "usage", description = "What the gateway metered: request records, totals, time series, latency and time-to-first-token percentiles, CSV export"),
     )
 )]
@@ -68,6 +69,8 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .merge(routes::audit::router())
         .merge(routes::catalog::router())
         .merge(routes::ingestion::router())
+        .merge(routes::gateway_routes::router())
+        .merge(routes::upstreams::router())
         .merge(routes::usage::router())
 }
 

@@ -1,5 +1,6 @@
 use std::sync::Arc;
 
+use modelplane_gateway::Gateway;
 use modelplane_service::ingestion::Ingestion;
 use modelplane_store::Store;
 
@@ -10,14 +11,16 @@ use crate::metrics::HttpMetrics;
 pub struct AppState {
     pub store: Store,
     pub ingestion: Ingestion,
+    pub gateway: Gateway,
     pub metrics: Arc<HttpMetrics>,
 }
 
 impl AppState {
-    pub fn new(store: Store, ingestion: Ingestion) -> Self {
+    pub fn new(store: Store, ingestion: Ingestion, gateway: Gateway) -> Self {
         Self {
             store,
             ingestion,
+            gateway,
             metrics: Arc::new(HttpMetrics::new()),
         }
     }

@@ -15,16 +15,18 @@ pub enum EntityType {
     Model,
     Department,
     Agent,
+    Route,
 }
 
 impl EntityType {
-    pub const ALL: [EntityType; 6] = [
+    pub const ALL: [EntityType; 7] = [
         Self::Org,
         Self::User,
         Self::ApiKey,
         Self::Model,
         Self::Department,
         Self::Agent,
+        Self::Route,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -35,6 +37,7 @@ impl EntityType {
             Self::Model => "model",
             Self::Department => "department",
             Self::Agent => "agent",
+            Self::Route => "route",
         }
     }
 

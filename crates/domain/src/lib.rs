@@ -6,6 +6,7 @@
 
 pub mod agent;
 pub mod audit;
+pub mod breaker;
 pub mod catalog;
 pub mod department;
 pub mod discovery;
@@ -19,6 +20,7 @@ pub mod org;
 pub mod page;
 pub mod patch;
 pub mod reference;
+pub mod route;
 pub mod search;
 pub mod sections;
 pub mod staged;

@@ -4,10 +4,11 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use modelplane_domain::catalog::Source;
+use modelplane_gateway::{GatewaySettings, ProviderSettings};
 use modelplane_service::ingestion::{IngestionSettings, Schedule, SourceConfig};
 use secrecy::ExposeSecret;
 
@@ -63,6 +64,32 @@ pub struct Config {
     /// `MODELPLANE_SOURCES__OPENAI_API__API_KEY` (slug upper-cased, `-` → `_`).
     #[serde(default)]
     pub sources: BTreeMap<String, SourceFile>,
+    #[serde(default)]
+    pub gateway: GatewayConfig,
+    /// `[providers.<slug>]` for the gateway, e.g. `[providers.openai]`; in
+    /// the environment `MODELPLANE_PROVIDERS__OPENAI__API_KEY`.
+    #[serde(default)]
+    pub providers: BTreeMap<String, ProviderFile>,
+}
+
+/// `[gateway]`: the `/v1` request path.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewayConfig {
+    /// Where usage records spill when the database falls behind (default:
+    /// the directory of the secret key file, i.e. beside the SQLite data).
+    pub spill_dir: Option<PathBuf>,
+    /// How long a replica trusts its cached keys and routes (default 5).
+    pub cache_ttl_secs: Option<u64>,
+}
+
+/// `[providers.<slug>]`: where the gateway reaches a provider, and the
+/// platform's key for it (an org's own key, set through the API, wins).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderFile {
+    pub base_url: Option<String>,
+    pub api_key: Option<SecretString>,
 }
 
 impl Default for Config {
@@ -78,6 +105,8 @@ impl Default for Config {
             node: None,
             ingestion: IngestionConfig::default(),
             sources: BTreeMap::new(),
+            gateway: GatewayConfig::default(),
+            providers: BTreeMap::new(),
         }
     }
 }
@@ -211,6 +240,7 @@ impl Config {
             .map_err(|e| ConfigError::Invalid(Box::new(e)))
             .and_then(|c| {
                 c.source_configs()?;
+                c.gateway_settings()?;
                 Ok(c)
             })
     }
@@ -316,6 +346,53 @@ impl Config {
             tick: Duration::from_secs(self.ingestion.tick_secs.max(1)),
             hf_endpoint: std::env::var("HF_ENDPOINT").ok().filter(|v| !v.is_empty()),
             hf_token: std::env::var("HF_TOKEN").ok().filter(|v| !v.is_empty()),
+        })
+    }
+
+    /// The gateway's settings. Provider slugs are those of
+    /// `modelplane_domain::route::PROVIDERS` (`_` in the environment for `-`).
+    pub fn gateway_settings(&self) -> Result<GatewaySettings, ConfigError> {
+        let mut providers = std::collections::HashMap::new();
+        for (name, file) in &self.providers {
+            let slug = name.replace('_', "-").to_lowercase();
+            let Some(known) = modelplane_domain::route::provider(&slug) else {
+                let valid: Vec<&str> = modelplane_domain::route::PROVIDERS
+                    .iter()
+                    .map(|p| p.slug)
+                    .collect();
+                return Err(ConfigError::Sources(format!(
+                    "unknown provider [providers.{name}]; valid: {}",
+                    valid.join(", ")
+                )));
+            };
+            let base_url = file
+                .base_url
+                .as_deref()
+                .map(|u| {
+                    modelplane_domain::route::check_base_url("base_url", u).map_err(|e| {
+                        ConfigError::Sources(format!("providers.{name}.base_url: {}", e.message))
+                    })
+                })
+                .transpose()?;
+            providers.insert(
+                known.slug.to_owned(),
+                ProviderSettings {
+                    base_url,
+                    api_key: file.api_key.as_ref().map(|k| k.expose_secret().to_owned()),
+                },
+            );
+        }
+        let spill_dir = self.gateway.spill_dir.clone().unwrap_or_else(|| {
+            self.secret_key_file()
+                .parent()
+                .map(Path::to_path_buf)
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or_else(|| PathBuf::from("."))
+        });
+        Ok(GatewaySettings {
+            providers,
+            spill_dir,
+            cache_ttl: Duration::from_secs(self.gateway.cache_ttl_secs.unwrap_or(5)),
         })
     }
 

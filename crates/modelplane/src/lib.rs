@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use modelplane_api::AppState;
+use modelplane_gateway::Gateway;
 use modelplane_service::auth;
 use modelplane_service::ingestion::Ingestion;
 use modelplane_service::secrets::SecretBox;
@@ -25,6 +26,7 @@ pub struct Application {
     listener: TcpListener,
     store: Store,
     ingestion: Ingestion,
+    gateway: Gateway,
     shutdown_grace: Duration,
 }
 
@@ -51,17 +53,20 @@ impl Application {
                 tracing::info!("fresh database: created the default org and a superadmin key from MODELPLANE_ADMIN_TOKEN");
             }
         }
+        let secrets = secret_box(config)?;
         let ingestion = Ingestion::new(
             store.clone(),
             config.ingestion_settings()?,
-            Some(secret_box(config)?),
+            Some(secrets.clone()),
         );
         ingestion.recover().await?;
+        let gateway = Gateway::start(store.clone(), secrets, config.gateway_settings()?);
         let listener = TcpListener::bind(config.listen).await?;
         Ok(Self {
             listener,
             store,
             ingestion,
+            gateway,
             shutdown_grace: Duration::from_secs(config.shutdown_grace_secs),
         })
     }
@@ -80,7 +85,11 @@ impl Application {
         let addr = self.local_addr()?;
         tracing::info!(address = %addr, backend = self.store.backend().as_str(), "modelplane listening on http://{addr}");
         self.ingestion.spawn_scheduler();
-        let app = modelplane_api::router(AppState::new(self.store.clone(), self.ingestion.clone()));
+        let app = modelplane_api::router(AppState::new(
+            self.store.clone(),
+            self.ingestion.clone(),
+            self.gateway.clone(),
+        ));
         let stop = shutdown.clone();
         let server = axum::serve(self.listener, app)
             .with_graceful_shutdown(async move { stop.cancelled().await });
@@ -92,6 +101,8 @@ impl Application {
             }
         }
         self.ingestion.shutdown().await;
+        // Usage records still queued are written (or spilled) before the pool closes.
+        self.gateway.shutdown().await;
         self.store.close().await;
         tracing::info!("modelplane stopped");
         Ok(())

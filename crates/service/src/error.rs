@@ -16,6 +16,7 @@ pub enum Entity {
     Department,
     Agent,
     StagedChange,
+    Route,
 }
 
 impl Entity {
@@ -31,6 +32,7 @@ impl Entity {
             Entity::Department => "department",
             Entity::Agent => "agent",
             Entity::StagedChange => "staged_change",
+            Entity::Route => "route",
         }
     }
 }

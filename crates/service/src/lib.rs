@@ -18,6 +18,7 @@ pub mod maintenance;
 pub mod model_bulk;
 pub mod models;
 pub mod orgs;
+pub mod routes;
 pub mod secrets;
 pub mod staged;
 pub mod usage;

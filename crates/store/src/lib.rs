@@ -20,6 +20,7 @@ mod keys;
 mod maintenance;
 mod models;
 mod orgs;
+mod routes;
 mod rows;
 mod sql;
 mod staged;

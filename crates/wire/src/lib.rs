@@ -5,12 +5,20 @@
 //! in place, and finds token usage in responses and stream chunks. [`sse`]
 //! splits a byte stream into server-sent events without copying. The
 //! translators turn an OpenAI chat request into another provider's request
-//! and its answers (whole or streamed) back into OpenAI's shapes.
+//! and its answers (whole or streamed) back into OpenAI's shapes:
+//! [`anthropic`] speaks Anthropic's Messages API and [`google`] the Gemini
+//! API, both reading the request through one shared reader so that the two
+//! agree on what a chat request means.
 //!
 //! Nothing here does IO: the gateway feeds bytes in and sends bytes out.
 
+pub mod anthropic;
+mod chat;
+pub mod google;
 pub mod openai;
 pub mod sse;
+#[cfg(test)]
+mod testing;
 
 /// Token counts of one request, as far as the upstream reported them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -23,7 +31,7 @@ impl Usage {
     pub fn total(&self) -> Option<u64> {
         match (self.prompt_tokens, self.completion_tokens) {
             (None, None) => None,
-            (p, c) => Some(p.unwrap_or(0) + c.unwrap_or(0)),
+            (p, c) => Some(p.unwrap_or(0).saturating_add(c.unwrap_or(0))),
         }
     }
 

@@ -121,5 +121,7 @@ async fn revoke_key(
     IdPath(id): IdPath,
 ) -> ApiResult<StatusCode> {
     keys::revoke(&s.store, &p, id).await?;
+    // This replica stops accepting it at once; others within the gateway's cache TTL.
+    s.gateway.forget_keys();
     Ok(StatusCode::NO_CONTENT)
 }

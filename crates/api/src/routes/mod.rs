@@ -6,6 +6,7 @@ pub mod departments;
 pub mod docs;
 pub mod drafts;
 pub mod fallback;
+pub mod gateway_routes;
 pub mod health;
 pub mod ingestion;
 pub mod keys;
@@ -15,6 +16,7 @@ pub mod model_export;
 pub mod models;
 pub mod orgs;
 pub mod staged_changes;
+pub mod upstreams;
 pub mod usage;
 pub mod users;
 

@@ -155,6 +155,9 @@ impl TestApp {
             ..Config::default()
         };
         config.ingestion.scheduler = false;
+        config.gateway.spill_dir = Some(
+            std::env::temp_dir().join(format!("mp-test-spill-{}", uuid::Uuid::new_v4().simple())),
+        );
         for source in modelplane_domain::catalog::Source::ALL {
             config.sources.insert(
                 source.as_str().to_owned(),

@@ -1,0 +1,266 @@
+//! The request path of modelplane: `/v1` in the OpenAI API, routed to cloud
+//! providers and local engines, metered and guarded.
+//!
+//! Everything a request needs is in memory: keys (by token hash) and each
+//! org's routes with their opened keys are cached for a few seconds and
+//! dropped at once when this replica changes them; the upstreams' circuit
+//! breakers live in [`health::Registry`]; usage leaves through
+//! [`usage::UsageRecorder`]'s channel. So a request touches the database
+//! only when a cache entry is cold.
+
+pub mod health;
+mod probe;
+mod proxy;
+mod routing;
+pub mod usage;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use http::HeaderMap;
+use modelplane_domain::key::Scope;
+use modelplane_service::auth::{self, Principal};
+use modelplane_service::secrets::SecretBox;
+use modelplane_service::ServiceError;
+use modelplane_store::Store;
+use uuid::Uuid;
+
+pub use health::UpstreamSnapshot;
+pub use modelplane_domain::usage::Endpoint;
+pub use proxy::GatewayResponse;
+
+/// One provider's configuration (`[providers.<slug>]`).
+#[derive(Debug, Clone, Default)]
+pub struct ProviderSettings {
+    pub base_url: Option<String>,
+    pub api_key: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct GatewaySettings {
+    pub providers: HashMap<String, ProviderSettings>,
+    /// Where usage records spill when the database falls behind.
+    pub spill_dir: PathBuf,
+    /// How long a cached key or route table is trusted.
+    pub cache_ttl: Duration,
+}
+
+impl Default for GatewaySettings {
+    fn default() -> Self {
+        GatewaySettings {
+            providers: HashMap::new(),
+            spill_dir: PathBuf::from("data"),
+            cache_ttl: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The gateway. Cheap to clone.
+#[derive(Clone)]
+pub struct Gateway {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    secrets: SecretBox,
+    settings: GatewaySettings,
+    client: reqwest::Client,
+    keys: RwLock<HashMap<String, (Arc<Principal>, Instant)>>,
+    routes: routing::RouteCache,
+    health: health::Registry,
+    usage: usage::UsageRecorder,
+}
+
+/// Keys cached at most; past this the cache starts over.
+const KEY_CACHE_MAX: usize = 100_000;
+
+impl Gateway {
+    /// Builds the gateway and starts its usage writer (needs a Tokio runtime).
+    pub fn start(store: Store, secrets: SecretBox, settings: GatewaySettings) -> Gateway {
+        let client = reqwest::Client::builder()
+            .tcp_nodelay(true)
+            .pool_max_idle_per_host(1024)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .unwrap_or_default();
+        let usage = usage::UsageRecorder::start(store.clone(), settings.spill_dir.clone());
+        Gateway {
+            inner: Arc::new(Inner {
+                store,
+                secrets,
+                client,
+                keys: RwLock::new(HashMap::new()),
+                routes: routing::RouteCache::default(),
+                health: health::Registry::default(),
+                usage,
+                settings,
+            }),
+        }
+    }
+
+    pub fn secrets(&self) -> &SecretBox {
+        &self.inner.secrets
+    }
+
+    /// Forgets an org's cached routes and keys after this replica changed them.
+    pub fn forget_org(&self, org_id: Uuid) {
+        self.inner.routes.forget(org_id);
+    }
+
+    /// Forgets every cached key (after a key was revoked or changed here).
+    pub fn forget_keys(&self) {
+        if let Ok(mut keys) = self.inner.keys.write() {
+            keys.clear();
+        }
+    }
+
+    /// Writes every queued usage record; call at shutdown.
+    pub async fn shutdown(&self) {
+        self.inner.usage.shutdown().await;
+    }
+
+    /// The caller of a `/v1` request, from `Authorization: Bearer` or `X-Api-Key`.
+    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Arc<Principal>, ServiceError> {
+        let token = bearer(headers).ok_or(ServiceError::Unauthorized)?;
+        let hash = auth::hash_token(token);
+        let ttl = self.inner.settings.cache_ttl;
+        if let Ok(keys) = self.inner.keys.read() {
+            if let Some((p, at)) = keys.get(&hash) {
+                if at.elapsed() < ttl {
+                    return Ok(p.clone());
+                }
+            }
+        }
+        let principal = Arc::new(auth::authenticate(&self.inner.store, token).await?);
+        if let Ok(mut keys) = self.inner.keys.write() {
+            if keys.len() >= KEY_CACHE_MAX {
+                keys.clear();
+            }
+            keys.insert(hash, (principal.clone(), Instant::now()));
+        }
+        if !principal.has(Scope::Gateway) {
+            return Err(ServiceError::Forbidden(
+                "this key lacks the gateway scope".into(),
+            ));
+        }
+        Ok(principal)
+    }
+
+    /// Every upstream this replica knows, with its health, and which of the
+    /// caller's routes use it.
+    pub async fn upstreams(&self, org_id: Uuid) -> Result<Vec<UpstreamSnapshot>, ServiceError> {
+        let table = self.inner.routes.table(self, org_id).await?;
+        let mut by_upstream: HashMap<(String, String), Vec<String>> = HashMap::new();
+        for route in table.routes.values() {
+            for u in &route.upstreams {
+                by_upstream
+                    .entry((u.state.provider.clone(), u.state.base_url.clone()))
+                    .or_default()
+                    .push(route.name.clone());
+            }
+        }
+        Ok(self
+            .inner
+            .health
+            .all()
+            .into_iter()
+            .filter_map(|s| {
+                let key = (s.provider.clone(), s.base_url.clone());
+                by_upstream.remove(&key).map(|mut models| {
+                    models.sort();
+                    models.dedup();
+                    s.snapshot(models)
+                })
+            })
+            .collect())
+    }
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    if let Some(v) = headers.get(http::header::AUTHORIZATION) {
+        let v = v.to_str().ok()?;
+        let (scheme, token) = v.split_once(' ')?;
+        return scheme
+            .eq_ignore_ascii_case("bearer")
+            .then(|| token.trim())
+            .filter(|t| !t.is_empty());
+    }
+    headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
+impl Gateway {
+    /// `GET /v1/models`: the route names the caller's org serves, in
+    /// OpenAI's list shape.
+    pub async fn list_models(&self, headers: &HeaderMap) -> GatewayResponse {
+        let principal = match self.authenticate(headers).await {
+            Ok(p) => p,
+            Err(e) => return proxy::service_error_response(&e),
+        };
+        let table = match self.inner.routes.table(self, principal.org_id).await {
+            Ok(t) => t,
+            Err(e) => return proxy::service_error_response(&e),
+        };
+        let data: Vec<serde_json::Value> = table
+            .names()
+            .into_iter()
+            .map(|name| {
+                serde_json::json!({
+                    "id": name,
+                    "object": "model",
+                    "created": 0,
+                    "owned_by": "modelplane",
+                })
+            })
+            .collect();
+        let body = serde_json::json!({ "object": "list", "data": data }).to_string();
+        let mut resp = http::Response::new(axum::body::Body::from(body));
+        resp.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        resp
+    }
+
+    /// An OpenAI-shaped error for the `/v1` layer's own refusals (unknown
+    /// path, body too large, unreadable body).
+    pub fn error(status: http::StatusCode, code: &str, message: &str) -> GatewayResponse {
+        let kind = match status.as_u16() {
+            401 => modelplane_wire::openai::ErrorType::Authentication,
+            403 => modelplane_wire::openai::ErrorType::Permission,
+            404 => modelplane_wire::openai::ErrorType::NotFound,
+            429 => modelplane_wire::openai::ErrorType::RateLimit,
+            s if s >= 500 => modelplane_wire::openai::ErrorType::Server,
+            _ => modelplane_wire::openai::ErrorType::InvalidRequest,
+        };
+        proxy::error_response(status, kind, code, message)
+    }
+}
+
+impl Gateway {
+    /// `GET /api/v1/admin/upstreams` (admin): the caller's org's upstreams.
+    pub async fn upstream_health(
+        &self,
+        p: &Principal,
+    ) -> Result<Vec<UpstreamSnapshot>, ServiceError> {
+        p.require(Scope::Admin)?;
+        self.upstreams(p.org_id).await
+    }
+
+    /// `POST /api/v1/admin/upstreams/refresh-health` (admin).
+    pub async fn probe_upstreams(
+        &self,
+        p: &Principal,
+        paid: bool,
+    ) -> Result<Vec<UpstreamSnapshot>, ServiceError> {
+        p.require(Scope::Admin)?;
+        self.refresh_health(p.org_id, paid).await
+    }
+}

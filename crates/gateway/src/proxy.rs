@@ -1,0 +1,904 @@
+//! One `/v1` request: resolve the model to a route, try its upstreams in
+//! order until one answers, pass the answer back (bodies and stream chunks
+//! unchanged for OpenAI-compatible upstreams, translated for Anthropic and
+//! Gemini), and meter it.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use axum::body::Body;
+use bytes::{Bytes, BytesMut};
+use futures::Stream;
+use http::{HeaderMap, HeaderValue, StatusCode};
+use modelplane_domain::route::{attempt_order, WireFormat};
+use modelplane_domain::usage::{Endpoint, UsageRecord, UsageStatus};
+use modelplane_service::auth::Principal;
+use modelplane_service::ServiceError;
+use modelplane_wire::openai::{self, ErrorType, RequestHead};
+use modelplane_wire::{anthropic, google, sse, Usage, WireError};
+
+use crate::health::Outcome;
+use crate::routing::{LiveRoute, LiveUpstream};
+use crate::Gateway;
+
+/// The largest upstream answer read whole (non-streamed).
+const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+
+pub type GatewayResponse = http::Response<Body>;
+
+/// An OpenAI-shaped error answer.
+pub fn error_response(
+    status: StatusCode,
+    kind: ErrorType,
+    code: &str,
+    message: &str,
+) -> GatewayResponse {
+    let mut resp = http::Response::new(Body::from(openai::error_body(kind, code, message, None)));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+/// The OpenAI-shaped answer for a refusal made before any upstream was asked.
+pub fn service_error_response(err: &ServiceError) -> GatewayResponse {
+    match err {
+        ServiceError::Unauthorized => error_response(
+            StatusCode::UNAUTHORIZED,
+            ErrorType::Authentication,
+            "invalid_api_key",
+            "missing or invalid API key",
+        ),
+        ServiceError::Forbidden(m) => error_response(
+            StatusCode::FORBIDDEN,
+            ErrorType::Permission,
+            "permission_denied",
+            m,
+        ),
+        other => {
+            tracing::error!(error = %other, "gateway could not serve a request");
+            error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorType::ServiceUnavailable,
+                "internal_error",
+                "the gateway could not serve this request; try again",
+            )
+        }
+    }
+}
+
+/// The usage record of a request in flight. Dropped before it is finished
+/// (the client went away), it records the request as cancelled.
+pub(crate) struct Meter {
+    gw: Gateway,
+    started: Instant,
+    record: Option<UsageRecord>,
+    upstream_state: Option<Arc<crate::health::UpstreamState>>,
+    /// The upstream was asked but has not answered yet.
+    awaiting_upstream: bool,
+}
+
+impl Meter {
+    fn new(gw: &Gateway, p: &Principal, endpoint: Endpoint, model: &str, stream: bool) -> Meter {
+        Meter {
+            gw: gw.clone(),
+            started: Instant::now(),
+            upstream_state: None,
+            awaiting_upstream: false,
+            record: Some(UsageRecord {
+                id: modelplane_service::new_id(),
+                org_id: p.org_id,
+                key_id: p.key_id,
+                user_id: p.user_id,
+                endpoint,
+                requested_model: model.to_owned(),
+                route: None,
+                upstream: None,
+                upstream_model: None,
+                status: UsageStatus::Ok,
+                http_status: 200,
+                stream,
+                prompt_tokens: None,
+                completion_tokens: None,
+                total_tokens: None,
+                cost_usd: None,
+                latency_ms: 0.0,
+                ttft_ms: None,
+                attempts: 0,
+                error: None,
+                created_at: modelplane_domain::time::now(),
+            }),
+        }
+    }
+
+    fn elapsed_ms(&self) -> f64 {
+        self.started.elapsed().as_secs_f64() * 1000.0
+    }
+
+    fn with(&mut self, f: impl FnOnce(&mut UsageRecord)) {
+        if let Some(r) = self.record.as_mut() {
+            f(r);
+        }
+    }
+
+    fn set_usage(&mut self, usage: Usage) {
+        self.with(|r| {
+            r.prompt_tokens = usage.prompt_tokens.and_then(|v| i64::try_from(v).ok());
+            r.completion_tokens = usage.completion_tokens.and_then(|v| i64::try_from(v).ok());
+            r.total_tokens = usage.total().and_then(|v| i64::try_from(v).ok());
+        });
+    }
+
+    fn finish(&mut self, status: UsageStatus, http_status: u16, error: Option<String>) {
+        let latency = self.elapsed_ms();
+        if let Some(mut r) = self.record.take() {
+            r.status = status;
+            r.http_status = http_status;
+            r.error = error.map(|e| e.chars().take(1000).collect());
+            r.latency_ms = latency;
+            self.gw.inner.usage.record(r);
+        }
+    }
+}
+
+impl Drop for Meter {
+    fn drop(&mut self) {
+        if self.record.is_some() {
+            if self.awaiting_upstream {
+                if let Some(s) = &self.upstream_state {
+                    s.report(Outcome::Abandoned, 0, None, None, None);
+                }
+            }
+            self.finish(
+                UsageStatus::Cancelled,
+                499,
+                Some("the client closed the connection before the answer was complete".into()),
+            );
+        }
+    }
+}
+
+/// Why an attempt failed, for the next attempt and the final answer.
+enum Failure {
+    /// The upstream answered with an error status worth retrying (429, 5xx).
+    Status {
+        status: StatusCode,
+        headers: HeaderMap,
+        body: Bytes,
+        wire: WireFormat,
+    },
+    Timeout,
+    Connect(String),
+}
+
+impl Gateway {
+    /// Serves one `/v1` request.
+    pub async fn handle(
+        &self,
+        headers: &HeaderMap,
+        endpoint: Endpoint,
+        body: Bytes,
+    ) -> GatewayResponse {
+        let principal = match self.authenticate(headers).await {
+            Ok(p) => p,
+            Err(e) => return service_error_response(&e),
+        };
+        let head = match RequestHead::parse(&body) {
+            Ok(h) => h,
+            Err(e) => {
+                return error_response(
+                    StatusCode::BAD_REQUEST,
+                    ErrorType::InvalidRequest,
+                    "invalid_request",
+                    &e.to_string(),
+                )
+            }
+        };
+        let stream = head.stream && endpoint != Endpoint::Embeddings;
+        let mut meter = Meter::new(self, &principal, endpoint, &head.model, stream);
+        let table = match self.inner.routes.table(self, principal.org_id).await {
+            Ok(t) => t,
+            Err(e) => {
+                meter.finish(UsageStatus::UpstreamError, 503, Some(e.to_string()));
+                return service_error_response(&e);
+            }
+        };
+        let Some(route) = table.resolve(self, &head.model) else {
+            let msg = format!(
+                "the model {:?} does not exist or this key may not use it",
+                head.model
+            );
+            meter.finish(UsageStatus::Invalid, 404, Some(msg.clone()));
+            return error_response(
+                StatusCode::NOT_FOUND,
+                ErrorType::NotFound,
+                "model_not_found",
+                &msg,
+            );
+        };
+        meter.with(|r| r.route = route.stored.then(|| route.name.clone()));
+        self.forward(&route, endpoint, &head, &body, meter).await
+    }
+
+    async fn forward(
+        &self,
+        route: &LiveRoute,
+        endpoint: Endpoint,
+        head: &RequestHead,
+        body: &Bytes,
+        mut meter: Meter,
+    ) -> GatewayResponse {
+        let weights: Vec<(i32, u32)> = route
+            .upstreams
+            .iter()
+            .map(|u| (u.priority, u.weight))
+            .collect();
+        let order = attempt_order(&weights, rand::random::<f64>);
+        let attempts = route.retries as usize + 1;
+        let mut last: Option<(Failure, &LiveUpstream)> = None;
+        let mut tried = 0usize;
+        let mut cursor = 0usize;
+        let mut skipped = 0usize;
+        while tried < attempts && skipped < order.len() && !order.is_empty() {
+            let u = &route.upstreams[order[cursor % order.len()]];
+            cursor += 1;
+            let now_ms = self.inner.health.now_ms();
+            if !u.state.allow(now_ms) {
+                skipped += 1;
+                continue;
+            }
+            skipped = 0;
+            tried += 1;
+            meter.with(|r| {
+                r.attempts = tried as u32;
+                r.upstream = Some(u.label());
+                r.upstream_model = Some(u.model.clone());
+            });
+            let request = match self.build_request(u, endpoint, head, body) {
+                Ok(r) => r,
+                Err(refusal) => {
+                    meter.finish(UsageStatus::Invalid, 400, Some(refusal.message.clone()));
+                    return error_response(
+                        StatusCode::BAD_REQUEST,
+                        ErrorType::InvalidRequest,
+                        refusal.code,
+                        &refusal.message,
+                    );
+                }
+            };
+            let sent = Instant::now();
+            meter.upstream_state = Some(u.state.clone());
+            meter.awaiting_upstream = true;
+            let result = tokio::time::timeout(route.timeout, request.send()).await;
+            meter.awaiting_upstream = false;
+            let latency = sent.elapsed().as_secs_f64() * 1000.0;
+            match result {
+                Err(_) => {
+                    u.state.report(
+                        Outcome::Failed,
+                        self.inner.health.now_ms(),
+                        None,
+                        None,
+                        Some("timeout"),
+                    );
+                    last = Some((Failure::Timeout, u));
+                }
+                Ok(Err(e)) => {
+                    let msg = connect_error_text(&e);
+                    u.state.report(
+                        Outcome::Failed,
+                        self.inner.health.now_ms(),
+                        None,
+                        None,
+                        Some(&msg),
+                    );
+                    last = Some((Failure::Connect(msg), u));
+                }
+                Ok(Ok(resp)) => {
+                    let status = resp.status();
+                    if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+                        let headers = resp.headers().clone();
+                        let body = read_bounded(resp).await.unwrap_or_default();
+                        let msg =
+                            format!("{} {}", status.as_u16(), error_text(u.provider.wire, &body));
+                        u.state.report(
+                            Outcome::Failed,
+                            self.inner.health.now_ms(),
+                            Some(latency),
+                            Some(status.as_u16()),
+                            Some(&msg),
+                        );
+                        last = Some((
+                            Failure::Status {
+                                status,
+                                headers,
+                                body,
+                                wire: u.provider.wire,
+                            },
+                            u,
+                        ));
+                        continue;
+                    }
+                    u.state.report(
+                        Outcome::Answered,
+                        self.inner.health.now_ms(),
+                        Some(latency),
+                        Some(status.as_u16()),
+                        None,
+                    );
+                    return self.answer(u, head, resp, meter).await;
+                }
+            }
+        }
+        self.all_failed(last, meter)
+    }
+
+    pub(crate) fn build_request(
+        &self,
+        u: &LiveUpstream,
+        endpoint: Endpoint,
+        head: &RequestHead,
+        body: &Bytes,
+    ) -> Result<reqwest::RequestBuilder, Refusal> {
+        let client = &self.inner.client;
+        match u.provider.wire {
+            WireFormat::Openai => {
+                let (upstream_body, _) = head.upstream_body(body, &u.model);
+                let mut req = client
+                    .post(format!("{}{}", u.base_url, endpoint.path()))
+                    .header(http::header::CONTENT_TYPE, "application/json")
+                    .body(upstream_body);
+                if let Some(key) = &u.api_key {
+                    req = req.bearer_auth(key);
+                }
+                Ok(req)
+            }
+            WireFormat::Anthropic | WireFormat::Google if endpoint != Endpoint::ChatCompletions => {
+                Err(Refusal {
+                    code: "unsupported_endpoint",
+                    message: format!(
+                        "provider {} serves only /v1/chat/completions through this gateway",
+                        u.provider.slug
+                    ),
+                })
+            }
+            WireFormat::Anthropic => {
+                let translated = anthropic::chat_request(body, &u.model).map_err(invalid)?;
+                let mut req = client
+                    .post(format!("{}/messages", u.base_url))
+                    .header(http::header::CONTENT_TYPE, "application/json")
+                    .header("anthropic-version", anthropic::API_VERSION)
+                    .body(translated);
+                if let Some(key) = &u.api_key {
+                    req = req.header("x-api-key", key);
+                }
+                Ok(req)
+            }
+            WireFormat::Google => {
+                let translated = google::chat_request(body).map_err(invalid)?;
+                let mut req = client
+                    .post(format!(
+                        "{}{}",
+                        u.base_url,
+                        google::chat_path(&u.model, head.stream)
+                    ))
+                    .header(http::header::CONTENT_TYPE, "application/json")
+                    .body(translated);
+                if let Some(key) = &u.api_key {
+                    req = req.header("x-goog-api-key", key);
+                }
+                Ok(req)
+            }
+        }
+    }
+
+    /// Passes a successful (or client-error) upstream answer back.
+    async fn answer(
+        &self,
+        u: &LiveUpstream,
+        head: &RequestHead,
+        resp: reqwest::Response,
+        mut meter: Meter,
+    ) -> GatewayResponse {
+        let status = resp.status();
+        let is_sse = resp
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| ct.starts_with("text/event-stream"));
+        if status.is_success() && is_sse {
+            let injected = head.stream && !head.include_usage;
+            let created = chrono::Utc::now().timestamp();
+            let translator = match u.provider.wire {
+                WireFormat::Openai => Translator::None,
+                WireFormat::Anthropic => Translator::Anthropic(anthropic::ChatStream::new(
+                    &head.model,
+                    head.include_usage,
+                    created,
+                )),
+                WireFormat::Google => Translator::Google(google::ChatStream::new(
+                    &head.model,
+                    head.include_usage,
+                    created,
+                )),
+            };
+            let relay = Relay {
+                upstream: Box::pin(resp.bytes_stream()),
+                splitter: sse::Splitter::new(),
+                translator,
+                drop_usage_only: injected && u.provider.wire == WireFormat::Openai,
+                usage: Usage::default(),
+                meter: Some(meter),
+                first_byte: false,
+                ended: false,
+            };
+            let mut out = http::Response::new(Body::from_stream(relay));
+            *out.status_mut() = status;
+            let h = out.headers_mut();
+            h.insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("text/event-stream"),
+            );
+            h.insert(
+                http::header::CACHE_CONTROL,
+                HeaderValue::from_static("no-cache"),
+            );
+            return out;
+        }
+        let content_type = resp.headers().get(http::header::CONTENT_TYPE).cloned();
+        meter.awaiting_upstream = true;
+        let body = match read_bounded(resp).await {
+            Ok(b) => b,
+            Err(msg) => {
+                meter.awaiting_upstream = false;
+                meter.finish(UsageStatus::UpstreamError, 502, Some(msg.clone()));
+                return error_response(
+                    StatusCode::BAD_GATEWAY,
+                    ErrorType::Server,
+                    "upstream_error",
+                    &msg,
+                );
+            }
+        };
+        meter.awaiting_upstream = false;
+        let body = if status.is_success() {
+            let translated = match u.provider.wire {
+                WireFormat::Openai => {
+                    let usage = openai::response_usage(&body);
+                    Ok((body, usage))
+                }
+                WireFormat::Anthropic => anthropic::chat_response(&body, &head.model)
+                    .map(|(b, usage)| (Bytes::from(b), Some(usage))),
+                WireFormat::Google => google::chat_response(&body, &head.model)
+                    .map(|(b, usage)| (Bytes::from(b), Some(usage))),
+            };
+            match translated {
+                Ok((body, usage)) => {
+                    if let Some(usage) = usage {
+                        meter.set_usage(usage);
+                    }
+                    meter.finish(UsageStatus::Ok, status.as_u16(), None);
+                    body
+                }
+                Err(e) => {
+                    let msg = format!("the answer of {} could not be read: {e}", u.label());
+                    meter.finish(UsageStatus::UpstreamError, 502, Some(msg.clone()));
+                    return error_response(
+                        StatusCode::BAD_GATEWAY,
+                        ErrorType::Server,
+                        "upstream_error",
+                        &msg,
+                    );
+                }
+            }
+        } else {
+            let msg = error_text(u.provider.wire, &body);
+            meter.finish(
+                UsageStatus::UpstreamError,
+                status.as_u16(),
+                Some(msg.clone()),
+            );
+            if u.provider.wire != WireFormat::Openai {
+                let kind = match status.as_u16() {
+                    401 => ErrorType::Authentication,
+                    403 => ErrorType::Permission,
+                    404 => ErrorType::NotFound,
+                    _ => ErrorType::InvalidRequest,
+                };
+                return error_response(status, kind, "upstream_error", &msg);
+            }
+            body
+        };
+        let content_type = if u.provider.wire == WireFormat::Openai {
+            content_type
+        } else {
+            None
+        };
+        let mut out = http::Response::new(Body::from(body));
+        *out.status_mut() = status;
+        out.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            content_type.unwrap_or(HeaderValue::from_static("application/json")),
+        );
+        out
+    }
+
+    /// Every attempt failed: the last upstream's error answer, in OpenAI's shape.
+    fn all_failed(
+        &self,
+        last: Option<(Failure, &LiveUpstream)>,
+        mut meter: Meter,
+    ) -> GatewayResponse {
+        match last {
+            None => {
+                let msg =
+                    "every upstream of this model is unavailable (circuit open); try again later";
+                meter.finish(UsageStatus::UpstreamError, 503, Some(msg.into()));
+                error_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    ErrorType::ServiceUnavailable,
+                    "upstreams_unavailable",
+                    msg,
+                )
+            }
+            Some((Failure::Timeout, u)) => {
+                let msg = format!("the upstream {} did not answer in time", u.label());
+                meter.finish(UsageStatus::UpstreamError, 504, Some(msg.clone()));
+                error_response(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    ErrorType::Server,
+                    "upstream_timeout",
+                    &msg,
+                )
+            }
+            Some((Failure::Connect(e), u)) => {
+                let msg = format!("the upstream {} could not be reached: {e}", u.label());
+                meter.finish(UsageStatus::UpstreamError, 502, Some(msg.clone()));
+                error_response(
+                    StatusCode::BAD_GATEWAY,
+                    ErrorType::Server,
+                    "upstream_unreachable",
+                    &msg,
+                )
+            }
+            Some((
+                Failure::Status {
+                    status,
+                    headers,
+                    body,
+                    wire,
+                },
+                _,
+            )) => {
+                let text = error_text(wire, &body);
+                meter.finish(
+                    UsageStatus::UpstreamError,
+                    status.as_u16(),
+                    Some(format!("{} {text}", status.as_u16())),
+                );
+                let mut resp =
+                    if wire == WireFormat::Openai && openai::error_message(&body).is_some() {
+                        let mut r = http::Response::new(Body::from(body));
+                        *r.status_mut() = status;
+                        r.headers_mut().insert(
+                            http::header::CONTENT_TYPE,
+                            HeaderValue::from_static("application/json"),
+                        );
+                        r
+                    } else {
+                        let kind = if status == StatusCode::TOO_MANY_REQUESTS {
+                            ErrorType::RateLimit
+                        } else {
+                            ErrorType::Server
+                        };
+                        let code = if status == StatusCode::TOO_MANY_REQUESTS {
+                            "rate_limit_exceeded"
+                        } else {
+                            "upstream_error"
+                        };
+                        error_response(status, kind, code, &text)
+                    };
+                if let Some(ra) = headers.get(http::header::RETRY_AFTER) {
+                    resp.headers_mut()
+                        .insert(http::header::RETRY_AFTER, ra.clone());
+                }
+                resp
+            }
+        }
+    }
+}
+
+/// A readable message of an upstream error body.
+fn error_text(wire: WireFormat, body: &[u8]) -> String {
+    let message = match wire {
+        WireFormat::Openai => openai::error_message(body),
+        WireFormat::Anthropic => anthropic::error_message(body),
+        WireFormat::Google => google::error_message(body),
+    };
+    message.unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned())
+}
+
+/// A request that cannot be sent in the upstream's format: the client's to fix (400).
+pub(crate) struct Refusal {
+    code: &'static str,
+    message: String,
+}
+
+fn invalid(e: WireError) -> Refusal {
+    Refusal {
+        code: "invalid_request",
+        message: e.to_string(),
+    }
+}
+
+fn connect_error_text(e: &reqwest::Error) -> String {
+    let mut msg = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        source = s.source();
+    }
+    msg
+}
+
+async fn read_bounded(resp: reqwest::Response) -> Result<Bytes, String> {
+    use futures::StreamExt;
+    if resp
+        .content_length()
+        .is_some_and(|n| n > MAX_RESPONSE_BYTES as u64)
+    {
+        return Err(format!(
+            "the upstream answer exceeds {MAX_RESPONSE_BYTES} bytes"
+        ));
+    }
+    let mut stream = resp.bytes_stream();
+    let mut buf = BytesMut::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| format!("the upstream answer broke off: {e}"))?;
+        if buf.len() + chunk.len() > MAX_RESPONSE_BYTES {
+            return Err(format!(
+                "the upstream answer exceeds {MAX_RESPONSE_BYTES} bytes"
+            ));
+        }
+        if buf.is_empty() {
+            // The common case of a single chunk: no copy.
+            if let Some(next) = stream.next().await {
+                let next = next.map_err(|e| format!("the upstream answer broke off: {e}"))?;
+                buf.extend_from_slice(&chunk);
+                buf.extend_from_slice(&next);
+                continue;
+            }
+            return Ok(chunk);
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
+}
+
+type Upstream = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
+
+/// Relays an upstream's event stream to the client event by event, reading
+/// usage on the way; dropped early (the client left), it drops the upstream
+/// request and the meter records the cancellation.
+struct Relay {
+    upstream: Upstream,
+    splitter: sse::Splitter,
+    translator: Translator,
+    /// The gateway asked for usage itself: the usage-only chunk is not the client's.
+    drop_usage_only: bool,
+    usage: Usage,
+    meter: Option<Meter>,
+    first_byte: bool,
+    ended: bool,
+}
+
+/// Turns another provider's stream events into OpenAI chunks.
+enum Translator {
+    None,
+    Anthropic(anthropic::ChatStream),
+    Google(google::ChatStream),
+}
+
+impl Translator {
+    fn event(&mut self, e: &sse::Event) -> Result<Vec<Bytes>, WireError> {
+        match self {
+            Translator::None => Ok(Vec::new()),
+            Translator::Anthropic(t) => t.event(e),
+            Translator::Google(t) => t.event(e),
+        }
+    }
+
+    fn finish(&mut self) -> Vec<Bytes> {
+        match self {
+            Translator::None => Vec::new(),
+            Translator::Anthropic(t) => t.finish(),
+            Translator::Google(t) => t.finish(),
+        }
+    }
+
+    fn usage(&self) -> Usage {
+        match self {
+            Translator::None => Usage::default(),
+            Translator::Anthropic(t) => t.usage(),
+            Translator::Google(t) => t.usage(),
+        }
+    }
+}
+
+fn concat(parts: Vec<Bytes>) -> Bytes {
+    match parts.len() {
+        0 => Bytes::new(),
+        1 => parts.into_iter().next().unwrap_or_default(),
+        _ => {
+            let mut out = BytesMut::new();
+            for p in parts {
+                out.extend_from_slice(&p);
+            }
+            out.freeze()
+        }
+    }
+}
+
+/// The `data:` payload of a single-line event block, without copying.
+fn data_of(block: &[u8]) -> Option<&[u8]> {
+    let rest = block.strip_prefix(b"data:")?;
+    Some(rest.trim_ascii())
+}
+
+impl Relay {
+    /// Translates the complete events of another provider's stream.
+    fn translate(&mut self, complete: &[u8], ends: &[usize]) -> Result<Bytes, WireError> {
+        let mut out = Vec::new();
+        for block in sse::blocks(complete, ends) {
+            out.extend(self.translator.event(&sse::Event::parse(block))?);
+        }
+        self.usage = self.translator.usage();
+        Ok(concat(out))
+    }
+
+    /// Reads usage from the complete events and leaves out the gateway's own
+    /// usage chunk; the bytes otherwise pass as received.
+    fn pass(&mut self, complete: Bytes, ends: &[usize]) -> Bytes {
+        let mut keep: Option<Vec<(usize, usize)>> = None;
+        let mut start = 0;
+        for (n, &end) in ends.iter().enumerate() {
+            let block = &complete[start..end];
+            if let Some(data) = data_of(block) {
+                if let Some(cu) = openai::chunk_usage(data) {
+                    self.usage.merge(cu.usage);
+                    if cu.usage_only && self.drop_usage_only {
+                        let spans = keep.get_or_insert_with(|| {
+                            let mut v = Vec::new();
+                            let mut s = 0;
+                            for &e in &ends[..n] {
+                                v.push((s, e));
+                                s = e;
+                            }
+                            v
+                        });
+                        let _ = spans;
+                        start = end;
+                        continue;
+                    }
+                }
+            }
+            if let Some(spans) = keep.as_mut() {
+                spans.push((start, end));
+            }
+            start = end;
+        }
+        match keep {
+            None => complete,
+            Some(spans) => {
+                let mut out = BytesMut::with_capacity(complete.len());
+                for (s, e) in spans {
+                    out.extend_from_slice(&complete[s..e]);
+                }
+                out.freeze()
+            }
+        }
+    }
+
+    fn end(&mut self, status: UsageStatus, error: Option<String>) {
+        self.ended = true;
+        let usage = self.usage;
+        if let Some(mut m) = self.meter.take() {
+            m.set_usage(usage);
+            m.finish(status, 200, error);
+        }
+    }
+}
+
+impl Stream for Relay {
+    type Item = Result<Bytes, std::io::Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        if this.ended {
+            return Poll::Ready(None);
+        }
+        loop {
+            match this.upstream.as_mut().poll_next(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Ok(chunk))) => {
+                    if !this.first_byte {
+                        this.first_byte = true;
+                        if let Some(m) = this.meter.as_mut() {
+                            let ttft = m.elapsed_ms();
+                            m.with(|r| r.ttft_ms = Some(ttft));
+                        }
+                    }
+                    match this.splitter.push(&chunk) {
+                        Ok((complete, ends)) => {
+                            if ends.is_empty() {
+                                continue;
+                            }
+                            let out = if matches!(this.translator, Translator::None) {
+                                this.pass(complete, &ends)
+                            } else {
+                                match this.translate(&complete, &ends) {
+                                    Ok(out) => out,
+                                    Err(e) => {
+                                        let msg = e.to_string();
+                                        this.end(UsageStatus::UpstreamError, Some(msg.clone()));
+                                        return Poll::Ready(Some(Ok(stream_error_event(&msg))));
+                                    }
+                                }
+                            };
+                            if out.is_empty() {
+                                continue;
+                            }
+                            return Poll::Ready(Some(Ok(out)));
+                        }
+                        Err(e) => {
+                            this.end(UsageStatus::UpstreamError, Some(e.to_string()));
+                            return Poll::Ready(Some(Ok(stream_error_event(&e.to_string()))));
+                        }
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    let msg = format!("the upstream stream broke off: {e}");
+                    this.end(UsageStatus::UpstreamError, Some(msg.clone()));
+                    return Poll::Ready(Some(Ok(stream_error_event(&msg))));
+                }
+                Poll::Ready(None) => {
+                    let rest = this.splitter.finish();
+                    let out = if matches!(this.translator, Translator::None) {
+                        rest
+                    } else {
+                        // An unterminated last event still counts.
+                        let mut parts = Vec::new();
+                        if !rest.is_empty() {
+                            if let Ok(p) = this.translator.event(&sse::Event::parse(&rest)) {
+                                parts.extend(p);
+                            }
+                        }
+                        parts.extend(this.translator.finish());
+                        this.usage = this.translator.usage();
+                        concat(parts)
+                    };
+                    this.end(UsageStatus::Ok, None);
+                    if out.is_empty() {
+                        return Poll::Ready(None);
+                    }
+                    return Poll::Ready(Some(Ok(out)));
+                }
+            }
+        }
+    }
+}
+
+/// An error inside a stream, as OpenAI sends one (the SDKs raise it).
+fn stream_error_event(message: &str) -> Bytes {
+    sse::data_event(&openai::error_body(
+        ErrorType::Server,
+        "upstream_error",
+        message,
+        None,
+    ))
+}
