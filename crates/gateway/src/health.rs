@@ -67,8 +67,7 @@ pub enum Outcome {
 }
 
 impl UpstreamState {
-    fn new(provider: &str, base_url: &str, started: Instant) -> Self {
-        let _ = started;
+    fn new(provider: &str, base_url: &str) -> Self {
         UpstreamState {
             provider: provider.to_owned(),
             base_url: base_url.to_owned(),
@@ -208,9 +207,9 @@ impl Registry {
         match self.upstreams.write() {
             Ok(mut map) => map
                 .entry(key)
-                .or_insert_with(|| Arc::new(UpstreamState::new(provider, base_url, self.started)))
+                .or_insert_with(|| Arc::new(UpstreamState::new(provider, base_url)))
                 .clone(),
-            Err(_) => Arc::new(UpstreamState::new(provider, base_url, self.started)),
+            Err(_) => Arc::new(UpstreamState::new(provider, base_url)),
         }
     }
 

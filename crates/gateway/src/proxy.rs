@@ -255,7 +255,7 @@ impl Gateway {
             tried += 1;
             meter.with(|r| {
                 r.attempts = tried as u32;
-                r.upstream = Some(u.label());
+                r.upstream = Some(u.label.clone());
                 r.upstream_model = Some(u.model.clone());
             });
             let request = match self.build_request(u, endpoint, head, body) {
@@ -485,7 +485,7 @@ impl Gateway {
                     body
                 }
                 Err(e) => {
-                    let msg = format!("the answer of {} could not be read: {e}", u.label());
+                    let msg = format!("the answer of {} could not be read: {e}", u.label);
                     meter.finish(UsageStatus::UpstreamError, 502, Some(msg.clone()));
                     return error_response(
                         StatusCode::BAD_GATEWAY,
@@ -546,7 +546,7 @@ impl Gateway {
                 )
             }
             Some((Failure::Timeout, u)) => {
-                let msg = format!("the upstream {} did not answer in time", u.label());
+                let msg = format!("the upstream {} did not answer in time", u.label);
                 meter.finish(UsageStatus::UpstreamError, 504, Some(msg.clone()));
                 error_response(
                     StatusCode::GATEWAY_TIMEOUT,
@@ -556,7 +556,7 @@ impl Gateway {
                 )
             }
             Some((Failure::Connect(e), u)) => {
-                let msg = format!("the upstream {} could not be reached: {e}", u.label());
+                let msg = format!("the upstream {} could not be reached: {e}", u.label);
                 meter.finish(UsageStatus::UpstreamError, 502, Some(msg.clone()));
                 error_response(
                     StatusCode::BAD_GATEWAY,
@@ -764,41 +764,25 @@ impl Relay {
     /// Reads usage from the complete events and leaves out the gateway's own
     /// usage chunk; the bytes otherwise pass as received.
     fn pass(&mut self, complete: Bytes, ends: &[usize]) -> Bytes {
-        let mut keep: Option<Vec<(usize, usize)>> = None;
+        // The span of the one chunk to leave out, if there is one.
+        let mut dropped: Option<(usize, usize)> = None;
         let mut start = 0;
-        for (n, &end) in ends.iter().enumerate() {
-            let block = &complete[start..end];
-            if let Some(data) = data_of(block) {
-                if let Some(cu) = openai::chunk_usage(data) {
-                    self.usage.merge(cu.usage);
-                    if cu.usage_only && self.drop_usage_only {
-                        let spans = keep.get_or_insert_with(|| {
-                            let mut v = Vec::new();
-                            let mut s = 0;
-                            for &e in &ends[..n] {
-                                v.push((s, e));
-                                s = e;
-                            }
-                            v
-                        });
-                        let _ = spans;
-                        start = end;
-                        continue;
-                    }
+        for &end in ends {
+            let usage = data_of(&complete[start..end]).and_then(openai::chunk_usage);
+            if let Some(cu) = usage {
+                self.usage.merge(cu.usage);
+                if cu.usage_only && self.drop_usage_only {
+                    dropped = Some((start, end));
                 }
-            }
-            if let Some(spans) = keep.as_mut() {
-                spans.push((start, end));
             }
             start = end;
         }
-        match keep {
+        match dropped {
             None => complete,
-            Some(spans) => {
-                let mut out = BytesMut::with_capacity(complete.len());
-                for (s, e) in spans {
-                    out.extend_from_slice(&complete[s..e]);
-                }
+            Some((s, e)) => {
+                let mut out = BytesMut::with_capacity(complete.len() - (e - s));
+                out.extend_from_slice(&complete[..s]);
+                out.extend_from_slice(&complete[e..]);
                 out.freeze()
             }
         }

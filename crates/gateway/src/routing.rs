@@ -17,17 +17,12 @@ pub(crate) struct LiveUpstream {
     pub provider: &'static GatewayProvider,
     pub model: String,
     pub base_url: String,
+    /// How usage names it: `provider:base_url` (made once, not per request).
+    pub label: String,
     pub api_key: Option<String>,
     pub weight: u32,
     pub priority: i32,
     pub state: Arc<UpstreamState>,
-}
-
-impl LiveUpstream {
-    /// How usage names it: `provider:base_url`.
-    pub fn label(&self) -> String {
-        format!("{}:{}", self.provider.slug, self.base_url)
-    }
 }
 
 #[derive(Debug)]
@@ -149,6 +144,7 @@ fn live_route(
                 provider: p,
                 model: u.model.clone(),
                 state: gw.inner.health.get(p.slug, &base_url),
+                label: format!("{}:{base_url}", p.slug),
                 base_url,
                 api_key,
                 weight: u.weight,
@@ -198,6 +194,7 @@ impl OrgTable {
                 provider: p,
                 model: upstream_model.to_owned(),
                 state: gw.inner.health.get(p.slug, &base_url),
+                label: format!("{}:{base_url}", p.slug),
                 base_url,
                 api_key,
                 weight: 1,
