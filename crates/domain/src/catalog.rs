@@ -297,6 +297,31 @@ pub struct Pricing {
     pub currency: String,
 }
 
+impl Pricing {
+    /// What a request cost in USD: uncached prompt tokens at the input
+    /// price, cached ones at the cached-input price (else the input price),
+    /// completion tokens at the output price. `None` when the currency is
+    /// not USD or a price that the counts need is missing.
+    pub fn cost_usd(&self, prompt: u64, cached: u64, completion: u64) -> Option<f64> {
+        if !self.currency.eq_ignore_ascii_case("USD") {
+            return None;
+        }
+        let cached = cached.min(prompt);
+        let uncached = prompt - cached;
+        let part = |tokens: u64, price: Option<f64>| -> Option<f64> {
+            match (tokens, price) {
+                (0, _) => Some(0.0),
+                (n, Some(p)) if p.is_finite() && p >= 0.0 => Some(n as f64 * p / 1e6),
+                _ => None,
+            }
+        };
+        let total = part(uncached, self.input)?
+            + part(cached, self.cached_input.or(self.input))?
+            + part(completion, self.output)?;
+        Some(total)
+    }
+}
+
 /// What a source knows about one model. Every field is optional: a source
 /// sets what it publishes and leaves the rest `None` (serialized as absent).
 ///
@@ -951,6 +976,28 @@ pub fn filter_token(kind: FilterKind, value: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn request_cost_prices_cached_prompt_tokens_apart() {
+        let p = super::Pricing {
+            input: Some(2.5),
+            output: Some(10.0),
+            cached_input: Some(1.25),
+            currency: "USD".into(),
+        };
+        // 1,000 prompt (400 cached) and 200 completion tokens:
+        // 600 × 2.5 + 400 × 1.25 + 200 × 10 = 1500 + 500 + 2000 = 4000 per 1M.
+        let cost = p.cost_usd(1000, 400, 200).expect("priced");
+        assert!((cost - 0.004).abs() < 1e-12, "{cost}");
+        let no_cache_price = super::Pricing { cached_input: None, ..p.clone() };
+        let cost = no_cache_price.cost_usd(1000, 400, 0).expect("priced");
+        assert!((cost - 0.0025).abs() < 1e-12, "{cost}");
+        let embeddings = super::Pricing { output: None, ..p.clone() };
+        assert!(embeddings.cost_usd(10, 0, 0).is_some(), "no completion tokens need no output price");
+        assert_eq!(embeddings.cost_usd(10, 0, 1), None);
+        let euro = super::Pricing { currency: "EUR".into(), ..p };
+        assert_eq!(euro.cost_usd(10, 0, 1), None);
+    }
+
     use super::*;
     use crate::time::from_micros;
 
