@@ -71,6 +71,8 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .merge(routes::ingestion::router())
         .merge(routes::gateway_routes::router())
         .merge(routes::upstreams::router())
+        .merge(routes::policies::router())
+        .merge(routes::providers::router())
         .merge(routes::usage::router())
 }
 

@@ -453,6 +453,7 @@ async fn main() -> anyhow::Result<()> {
         org_id,
         user_id: None,
         scopes: vec![modelplane_domain::key::Scope::RegistryRead],
+        limits: Default::default(),
     };
     println!(
         "{:<40} {:>11} {:>11} {:>11} {:>11} {:>11} {:>11}",

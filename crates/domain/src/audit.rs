@@ -16,10 +16,13 @@ pub enum EntityType {
     Department,
     Agent,
     Route,
+    Policy,
+    /// An org's gateway key for a provider (only whether it is set is recorded).
+    ProviderKey,
 }
 
 impl EntityType {
-    pub const ALL: [EntityType; 7] = [
+    pub const ALL: [EntityType; 9] = [
         Self::Org,
         Self::User,
         Self::ApiKey,
@@ -27,6 +30,8 @@ impl EntityType {
         Self::Department,
         Self::Agent,
         Self::Route,
+        Self::Policy,
+        Self::ProviderKey,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -38,6 +43,8 @@ impl EntityType {
             Self::Department => "department",
             Self::Agent => "agent",
             Self::Route => "route",
+            Self::Policy => "policy",
+            Self::ProviderKey => "provider_key",
         }
     }
 

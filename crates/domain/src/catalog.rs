@@ -988,13 +988,25 @@ mod tests {
         // 600 × 2.5 + 400 × 1.25 + 200 × 10 = 1500 + 500 + 2000 = 4000 per 1M.
         let cost = p.cost_usd(1000, 400, 200).expect("priced");
         assert!((cost - 0.004).abs() < 1e-12, "{cost}");
-        let no_cache_price = super::Pricing { cached_input: None, ..p.clone() };
+        let no_cache_price = super::Pricing {
+            cached_input: None,
+            ..p.clone()
+        };
         let cost = no_cache_price.cost_usd(1000, 400, 0).expect("priced");
         assert!((cost - 0.0025).abs() < 1e-12, "{cost}");
-        let embeddings = super::Pricing { output: None, ..p.clone() };
-        assert!(embeddings.cost_usd(10, 0, 0).is_some(), "no completion tokens need no output price");
+        let embeddings = super::Pricing {
+            output: None,
+            ..p.clone()
+        };
+        assert!(
+            embeddings.cost_usd(10, 0, 0).is_some(),
+            "no completion tokens need no output price"
+        );
         assert_eq!(embeddings.cost_usd(10, 0, 1), None);
-        let euro = super::Pricing { currency: "EUR".into(), ..p };
+        let euro = super::Pricing {
+            currency: "EUR".into(),
+            ..p
+        };
         assert_eq!(euro.cost_usd(10, 0, 1), None);
     }
 

@@ -3,6 +3,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::limits::{BudgetPeriod, KeyLimits};
+use crate::patch::Patch;
 use crate::time::Timestamp;
 
 /// What a key may do. Scopes imply narrower ones: `superadmin` ⊃ `admin` ⊃
@@ -86,6 +88,9 @@ pub struct ApiKey {
     pub last_used_at: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
+    /// What the key may use through the gateway (absent fields: no limit).
+    #[serde(flatten)]
+    pub limits: KeyLimits,
 }
 
 impl ApiKey {
@@ -148,4 +153,75 @@ pub struct KeyCreate {
     /// Binds the key to a user, whose role caps the scopes.
     pub user_id: Option<Uuid>,
     pub expires_at: Option<DateTime<Utc>>,
+    /// Model names the key may call through the gateway (route names or
+    /// `provider/model`; a trailing `*` matches any suffix). Absent: any.
+    #[serde(default)]
+    pub allowed_models: Option<Vec<String>>,
+    /// Requests per minute.
+    #[serde(default)]
+    pub rpm_limit: Option<u64>,
+    /// Tokens (prompt + completion) per minute.
+    #[serde(default)]
+    pub tpm_limit: Option<u64>,
+    /// Spend in USD per `budget_period`, priced from the catalog.
+    #[serde(default)]
+    pub budget_usd: Option<f64>,
+    /// `daily`, `weekly`, `monthly` (default) or `total`.
+    #[serde(default)]
+    pub budget_period: Option<BudgetPeriod>,
+}
+
+impl KeyCreate {
+    pub fn limits(&self) -> KeyLimits {
+        KeyLimits {
+            allowed_models: self.allowed_models.clone(),
+            rpm_limit: self.rpm_limit,
+            tpm_limit: self.tpm_limit,
+            budget_usd: self.budget_usd,
+            budget_period: self.budget_period,
+        }
+    }
+}
+
+/// `PATCH /api/v1/keys/{id}`: a field given replaces the key's value, `null`
+/// removes that limit, an absent one keeps it.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KeyUpdate {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<String>>)]
+    pub allowed_models: Patch<Vec<String>>,
+    #[serde(default)]
+    #[schema(value_type = Option<u64>)]
+    pub rpm_limit: Patch<u64>,
+    #[serde(default)]
+    #[schema(value_type = Option<u64>)]
+    pub tpm_limit: Patch<u64>,
+    #[serde(default)]
+    #[schema(value_type = Option<f64>)]
+    pub budget_usd: Patch<f64>,
+    #[serde(default)]
+    #[schema(value_type = Option<BudgetPeriod>)]
+    pub budget_period: Patch<BudgetPeriod>,
+}
+
+impl KeyUpdate {
+    /// The key's limits after this update (not yet validated).
+    pub fn apply(self, current: &KeyLimits) -> KeyLimits {
+        let budget_usd = self.budget_usd.apply_to(current.budget_usd);
+        KeyLimits {
+            allowed_models: self.allowed_models.apply_to(current.allowed_models.clone()),
+            rpm_limit: self.rpm_limit.apply_to(current.rpm_limit),
+            tpm_limit: self.tpm_limit.apply_to(current.tpm_limit),
+            // Removing the budget removes its period with it.
+            budget_period: if budget_usd.is_none() {
+                None
+            } else {
+                self.budget_period.apply_to(current.budget_period)
+            },
+            budget_usd,
+        }
+    }
 }

@@ -230,10 +230,7 @@ impl KeyLimits {
                 self.budget_period.get_or_insert(BudgetPeriod::Monthly);
             }
             None if self.budget_period.is_some() => {
-                return Err(ValidationError::new(
-                    "budget_period",
-                    "needs budget_usd",
-                ));
+                return Err(ValidationError::new("budget_period", "needs budget_usd"));
             }
             None => {}
         }
@@ -365,7 +362,10 @@ mod tests {
             allowed_models: Some(vec![]),
             ..KeyLimits::default()
         };
-        assert!(!empty.allows_model("chat-default"), "an empty list allows nothing");
+        assert!(
+            !empty.allows_model("chat-default"),
+            "an empty list allows nothing"
+        );
     }
 
     #[test]

@@ -111,7 +111,11 @@ impl PolicyCondition {
         if self.risk_tier.as_ref().is_some_and(|l| !l.contains(&tier)) {
             return false;
         }
-        if self.risk_tier_not.as_ref().is_some_and(|l| l.contains(&tier)) {
+        if self
+            .risk_tier_not
+            .as_ref()
+            .is_some_and(|l| l.contains(&tier))
+        {
             return false;
         }
         let status = m.validation_status();
@@ -138,9 +142,10 @@ impl PolicyCondition {
             return false;
         }
         if let Some(l) = &self.model {
-            if !l.iter().any(|p| {
-                pattern_matches(p, m.requested) || pattern_matches(p, m.upstream_model)
-            }) {
+            if !l
+                .iter()
+                .any(|p| pattern_matches(p, m.requested) || pattern_matches(p, m.upstream_model))
+            {
                 return false;
             }
         }
@@ -199,7 +204,10 @@ pub fn validate(rules: Vec<PolicyRule>) -> Result<Vec<PolicyRule>, ValidationErr
         let lists: [(&str, Option<usize>); 8] = [
             ("risk_tier", c.risk_tier.as_ref().map(Vec::len)),
             ("risk_tier_not", c.risk_tier_not.as_ref().map(Vec::len)),
-            ("validation_status", c.validation_status.as_ref().map(Vec::len)),
+            (
+                "validation_status",
+                c.validation_status.as_ref().map(Vec::len),
+            ),
             (
                 "validation_status_not",
                 c.validation_status_not.as_ref().map(Vec::len),
@@ -258,7 +266,10 @@ mod tests {
         .expect("the issue's example policy parses")
     }
 
-    fn facts<'a>(registered: Option<(RiskTier, ValidationStatus)>, lifecycle: Option<Lifecycle>) -> ModelFacts<'a> {
+    fn facts<'a>(
+        registered: Option<(RiskTier, ValidationStatus)>,
+        lifecycle: Option<Lifecycle>,
+    ) -> ModelFacts<'a> {
         ModelFacts {
             requested: "chat-default",
             upstream_model: "gpt-4o",
@@ -271,6 +282,13 @@ mod tests {
         }
     }
 
+    /// (registered as (tier, status), catalog lifecycle, the rule that blocks)
+    type Case = (
+        Option<(RiskTier, ValidationStatus)>,
+        Option<Lifecycle>,
+        Option<&'static str>,
+    );
+
     #[test]
     fn the_first_matching_rule_decides_and_no_match_allows() {
         use Lifecycle::{Active, Sunset};
@@ -278,15 +296,23 @@ mod tests {
         use ValidationStatus::*;
         let rules = rules();
         // (registered, lifecycle, the rule that blocks)
-        let table: [(Option<(RiskTier, ValidationStatus)>, Option<Lifecycle>, Option<&str>); 9] = [
+        let table: [Case; 9] = [
             (None, None, Some("registered-only")),
             (None, Some(Lifecycle::Deprecated), Some("registered-only")),
             (Some((Tier1, Draft)), None, Some("validated-high-risk")),
-            (Some((Tier2, PendingValidation)), Some(Active), Some("validated-high-risk")),
+            (
+                Some((Tier2, PendingValidation)),
+                Some(Active),
+                Some("validated-high-risk"),
+            ),
             (Some((Tier2, Validated)), Some(Active), None),
             (Some((Tier2, Validated)), Some(Sunset), Some("no-retired")),
             (Some((Tier3, Draft)), None, None),
-            (Some((Tier4, Draft)), Some(Lifecycle::Deprecated), Some("no-retired")),
+            (
+                Some((Tier4, Draft)),
+                Some(Lifecycle::Deprecated),
+                Some("no-retired"),
+            ),
             (Some((Tier3, Validated)), None, None),
         ];
         for (registered, lifecycle, expect) in table {
@@ -307,28 +333,41 @@ mod tests {
         ]))
         .expect("parses");
         let mut m = facts(None, None);
-        assert_eq!(blocking_rule(&rules, &m).map(|r| r.name.as_str()), Some("everything-else"));
+        assert_eq!(
+            blocking_rule(&rules, &m).map(|r| r.name.as_str()),
+            Some("everything-else")
+        );
         m.provider = "vllm";
-        assert_eq!(evaluate(&rules, &m).map(|r| r.name.as_str()), Some("local-ok"));
+        assert_eq!(
+            evaluate(&rules, &m).map(|r| r.name.as_str()),
+            Some("local-ok")
+        );
         assert_eq!(blocking_rule(&rules, &m), None);
     }
 
     #[test]
     fn unregistered_models_count_as_tier_4_without_a_validation_status() {
         let m = facts(None, None);
-        let cond = |v: serde_json::Value| -> PolicyCondition { serde_json::from_value(v).expect("condition") };
+        let cond = |v: serde_json::Value| -> PolicyCondition {
+            serde_json::from_value(v).expect("condition")
+        };
         assert!(cond(json!({"risk_tier": ["tier_4"]})).holds(&m));
         assert!(!cond(json!({"risk_tier_not": ["tier_4"]})).holds(&m));
         assert!(!cond(json!({"validation_status": ["draft"]})).holds(&m));
         assert!(cond(json!({"validation_status_not": ["validated"]})).holds(&m));
-        assert!(!cond(json!({"lifecycle": ["active"]})).holds(&m), "unknown lifecycle matches none");
+        assert!(
+            !cond(json!({"lifecycle": ["active"]})).holds(&m),
+            "unknown lifecycle matches none"
+        );
         assert!(cond(json!({})).holds(&m));
     }
 
     #[test]
     fn model_patterns_match_the_requested_or_the_upstream_name() {
         let m = facts(None, None);
-        let cond = |v: serde_json::Value| -> PolicyCondition { serde_json::from_value(v).expect("condition") };
+        let cond = |v: serde_json::Value| -> PolicyCondition {
+            serde_json::from_value(v).expect("condition")
+        };
         assert!(cond(json!({"model": ["chat-*"]})).holds(&m));
         assert!(cond(json!({"model": ["gpt-4o"]})).holds(&m));
         assert!(!cond(json!({"model": ["claude*"]})).holds(&m));
@@ -346,7 +385,10 @@ mod tests {
             field(json!([{"name": "a", "then": "block"}, {"name": "a", "then": "allow"}])),
             "rules[1].name"
         );
-        assert_eq!(field(json!([{"name": " ", "then": "block"}])), "rules[0].name");
+        assert_eq!(
+            field(json!([{"name": " ", "then": "block"}])),
+            "rules[0].name"
+        );
         assert_eq!(
             field(json!([{"name": "a", "if": {"risk_tier": []}, "then": "block"}])),
             "rules[0].if.risk_tier"
@@ -360,8 +402,12 @@ mod tests {
             .collect();
         assert_eq!(field(json!(many)), "rules");
         assert!(validate(rules()).is_ok());
-        let unknown: Result<Vec<PolicyRule>, _> =
-            serde_json::from_value(json!([{"name": "a", "if": {"tier": ["tier_1"]}, "then": "block"}]));
-        assert!(unknown.is_err(), "unknown conditions are refused, not ignored");
+        let unknown: Result<Vec<PolicyRule>, _> = serde_json::from_value(
+            json!([{"name": "a", "if": {"tier": ["tier_1"]}, "then": "block"}]),
+        );
+        assert!(
+            unknown.is_err(),
+            "unknown conditions are refused, not ignored"
+        );
     }
 }

@@ -8,8 +8,11 @@
 //! [`usage::UsageRecorder`]'s channel. So a request touches the database
 //! only when a cache entry is cold.
 
+mod governance;
 pub mod health;
+mod limits;
 mod probe;
+pub mod providers;
 mod proxy;
 mod routing;
 pub mod usage;
@@ -25,6 +28,8 @@ use modelplane_service::auth::{self, Principal};
 use modelplane_service::secrets::SecretBox;
 use modelplane_service::ServiceError;
 use modelplane_store::Store;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 pub use health::UpstreamSnapshot;
@@ -36,6 +41,8 @@ pub use proxy::GatewayResponse;
 pub struct ProviderSettings {
     pub base_url: Option<String>,
     pub api_key: Option<String>,
+    /// The model a paid health probe asks (default: a small model of the provider).
+    pub probe_model: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -45,6 +52,13 @@ pub struct GatewaySettings {
     pub spill_dir: PathBuf,
     /// How long a cached key or route table is trusted.
     pub cache_ttl: Duration,
+    /// How often this replica adds its keys' token and spend counts to the
+    /// shared counters and reads the other replicas' back.
+    pub limits_sync: Duration,
+    /// How long an org's provider model listing is served fresh.
+    pub provider_models_ttl: Duration,
+    /// How long a provider listing or probe may take.
+    pub probe_timeout: Duration,
 }
 
 impl Default for GatewaySettings {
@@ -53,6 +67,9 @@ impl Default for GatewaySettings {
             providers: HashMap::new(),
             spill_dir: PathBuf::from("data"),
             cache_ttl: Duration::from_secs(5),
+            limits_sync: Duration::from_millis(200),
+            provider_models_ttl: Duration::from_secs(60),
+            probe_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -72,6 +89,12 @@ struct Inner {
     routes: routing::RouteCache,
     health: health::Registry,
     usage: usage::UsageRecorder,
+    limiter: Arc<limits::Limiter>,
+    catalog_cache: governance::CatalogCacheCell,
+    listings: providers::ListingCache,
+    /// Stops the background tasks (the limits' sync).
+    stop: CancellationToken,
+    tasks: TaskTracker,
 }
 
 /// Keys cached at most; past this the cache starts over.
@@ -88,6 +111,10 @@ impl Gateway {
             .build()
             .unwrap_or_default();
         let usage = usage::UsageRecorder::start(store.clone(), settings.spill_dir.clone());
+        let limiter = Arc::new(limits::Limiter::new(store.clone(), settings.limits_sync));
+        let stop = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        tasks.spawn(limiter.clone().run(stop.clone()));
         Gateway {
             inner: Arc::new(Inner {
                 store,
@@ -97,6 +124,11 @@ impl Gateway {
                 routes: routing::RouteCache::default(),
                 health: health::Registry::default(),
                 usage,
+                limiter,
+                catalog_cache: governance::CatalogCacheCell::default(),
+                listings: providers::ListingCache::default(),
+                stop,
+                tasks,
                 settings,
             }),
         }
@@ -111,6 +143,13 @@ impl Gateway {
         self.inner.routes.forget(org_id);
     }
 
+    /// Forgets an org's cached provider listings as well as its routes
+    /// (after its provider keys changed here).
+    pub fn forget_provider_keys(&self, org_id: Uuid) {
+        self.inner.routes.forget(org_id);
+        self.forget_listings(org_id);
+    }
+
     /// Forgets every cached key (after a key was revoked or changed here).
     pub fn forget_keys(&self) {
         if let Ok(mut keys) = self.inner.keys.write() {
@@ -120,6 +159,9 @@ impl Gateway {
 
     /// Writes every queued usage record; call at shutdown.
     pub async fn shutdown(&self) {
+        self.inner.stop.cancel();
+        self.inner.tasks.close();
+        self.inner.tasks.wait().await;
         self.inner.usage.shutdown().await;
     }
 
@@ -208,8 +250,24 @@ impl Gateway {
             Ok(t) => t,
             Err(e) => return proxy::service_error_response(&e),
         };
-        let data: Vec<serde_json::Value> = table
+        let mut names: Vec<String> = table
             .names()
+            .into_iter()
+            .filter(|n| principal.limits.allows_model(n))
+            .map(str::to_owned)
+            .collect();
+        // Models a configured provider lists are callable by name too; only
+        // a listing already fetched is shown (this call never waits on one).
+        if let Some(listed) = self.cached_provider_models(principal.org_id) {
+            for m in &listed.models {
+                if !table.routes.contains_key(&m.id) && principal.limits.allows_model(&m.id) {
+                    names.push(m.id.clone());
+                }
+            }
+        }
+        names.sort_unstable();
+        names.dedup();
+        let data: Vec<serde_json::Value> = names
             .into_iter()
             .map(|name| {
                 serde_json::json!({
@@ -262,5 +320,14 @@ impl Gateway {
     ) -> Result<Vec<UpstreamSnapshot>, ServiceError> {
         p.require(Scope::Admin)?;
         self.refresh_health(p.org_id, paid).await
+    }
+}
+
+/// Locks a mutex, also when a panic elsewhere poisoned it (the data is
+/// counters and caches, still usable).
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
     }
 }

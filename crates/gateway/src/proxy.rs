@@ -12,6 +12,9 @@ use axum::body::Body;
 use bytes::{Bytes, BytesMut};
 use futures::Stream;
 use http::{HeaderMap, HeaderValue, StatusCode};
+use modelplane_domain::catalog::Pricing;
+use modelplane_domain::limits::{usd_to_micros, KeyLimits};
+use modelplane_domain::policy::{blocking_rule, PolicyRule};
 use modelplane_domain::route::{attempt_order, WireFormat};
 use modelplane_domain::usage::{Endpoint, UsageRecord, UsageStatus};
 use modelplane_service::auth::Principal;
@@ -19,6 +22,7 @@ use modelplane_service::ServiceError;
 use modelplane_wire::openai::{self, ErrorType, RequestHead};
 use modelplane_wire::{anthropic, google, sse, Usage, WireError};
 
+use crate::governance::UpstreamFacts;
 use crate::health::Outcome;
 use crate::routing::{LiveRoute, LiveUpstream};
 use crate::Gateway;
@@ -80,6 +84,10 @@ pub(crate) struct Meter {
     upstream_state: Option<Arc<crate::health::UpstreamState>>,
     /// The upstream was asked but has not answered yet.
     awaiting_upstream: bool,
+    /// The price of the upstream's model, per 1M tokens.
+    price: Option<Pricing>,
+    /// The key's limits, when its use must be counted.
+    limits: Option<KeyLimits>,
 }
 
 impl Meter {
@@ -89,6 +97,8 @@ impl Meter {
             started: Instant::now(),
             upstream_state: None,
             awaiting_upstream: false,
+            price: None,
+            limits: p.limits.counts().then(|| p.limits.clone()),
             record: Some(UsageRecord {
                 id: modelplane_service::new_id(),
                 org_id: p.org_id,
@@ -140,6 +150,22 @@ impl Meter {
             r.http_status = http_status;
             r.error = error.map(|e| e.chars().take(1000).collect());
             r.latency_ms = latency;
+            if let Some(price) = &self.price {
+                if r.prompt_tokens.is_some() || r.completion_tokens.is_some() {
+                    let tokens =
+                        |t: Option<i64>| t.and_then(|v| u64::try_from(v).ok()).unwrap_or(0);
+                    r.cost_usd =
+                        price.cost_usd(tokens(r.prompt_tokens), 0, tokens(r.completion_tokens));
+                }
+            }
+            if let Some(limits) = &self.limits {
+                self.gw.inner.limiter.consume(
+                    r.key_id,
+                    limits,
+                    r.total_tokens.unwrap_or(0),
+                    r.cost_usd.map(usd_to_micros).unwrap_or(0),
+                );
+            }
             self.gw.inner.usage.record(r);
         }
     }
@@ -200,6 +226,16 @@ impl Gateway {
         };
         let stream = head.stream && endpoint != Endpoint::Embeddings;
         let mut meter = Meter::new(self, &principal, endpoint, &head.model, stream);
+        if !principal.limits.allows_model(&head.model) {
+            let msg = format!("this key may not use the model {:?}", head.model);
+            meter.finish(UsageStatus::Invalid, 403, Some(msg.clone()));
+            return error_response(
+                StatusCode::FORBIDDEN,
+                ErrorType::Permission,
+                "model_not_allowed",
+                &msg,
+            );
+        }
         let table = match self.inner.routes.table(self, principal.org_id).await {
             Ok(t) => t,
             Err(e) => {
@@ -207,7 +243,7 @@ impl Gateway {
                 return service_error_response(&e);
             }
         };
-        let Some(route) = table.resolve(self, &head.model) else {
+        let Some(route) = table.resolve(self, principal.org_id, &head.model).await else {
             let msg = format!(
                 "the model {:?} does not exist or this key may not use it",
                 head.model
@@ -221,9 +257,67 @@ impl Gateway {
             );
         };
         meter.with(|r| r.route = route.stored.then(|| route.name.clone()));
-        self.forward(&route, endpoint, &head, &body, meter).await
+        let mut facts = Vec::with_capacity(route.upstreams.len());
+        for u in &route.upstreams {
+            facts.push(self.facts(principal.org_id, &route.name, u).await);
+        }
+        // The policy governs each upstream's model; blocked ones are never tried.
+        let blocked: Vec<Option<&PolicyRule>> = route
+            .upstreams
+            .iter()
+            .zip(&facts)
+            .map(|(u, f)| blocking_rule(&table.policy, &f.policy_view(&head.model, u)))
+            .collect();
+        if !blocked.is_empty() && blocked.iter().all(Option::is_some) {
+            let (rule, u, f) = (blocked[0], &route.upstreams[0], &facts[0]);
+            let name = rule.map(|r| r.name.as_str()).unwrap_or_default();
+            let msg = format!(
+                "the org's policy rule {name:?} blocks the model {:?} ({})",
+                u.model,
+                modelplane_domain::policy::PolicyCondition::describe(
+                    &f.policy_view(&head.model, u)
+                )
+            );
+            meter.with(|r| {
+                r.upstream = Some(u.label.clone());
+                r.upstream_model = Some(u.model.clone());
+            });
+            meter.finish(UsageStatus::Blocked, 403, Some(msg.clone()));
+            return error_response(
+                StatusCode::FORBIDDEN,
+                ErrorType::Permission,
+                "blocked_by_policy",
+                &msg,
+            );
+        }
+        if let Err(refusal) = self
+            .inner
+            .limiter
+            .admit(principal.key_id, &principal.limits)
+            .await
+        {
+            meter.finish(UsageStatus::RateLimited, 429, Some(refusal.message.clone()));
+            let mut resp = error_response(
+                StatusCode::TOO_MANY_REQUESTS,
+                ErrorType::RateLimit,
+                refusal.code,
+                &refusal.message,
+            );
+            resp.headers_mut().insert(
+                http::header::RETRY_AFTER,
+                HeaderValue::from(refusal.retry_after_secs),
+            );
+            return resp;
+        }
+        let tried: Vec<bool> = blocked.iter().map(Option::is_none).collect();
+        self.forward(&route, endpoint, &head, &body, meter, &facts, &tried)
+            .await
     }
 
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one request's whole state, passed once"
+    )]
     async fn forward(
         &self,
         route: &LiveRoute,
@@ -231,20 +325,24 @@ impl Gateway {
         head: &RequestHead,
         body: &Bytes,
         mut meter: Meter,
+        facts: &[Arc<UpstreamFacts>],
+        allowed: &[bool],
     ) -> GatewayResponse {
         let weights: Vec<(i32, u32)> = route
             .upstreams
             .iter()
             .map(|u| (u.priority, u.weight))
             .collect();
-        let order = attempt_order(&weights, rand::random::<f64>);
+        let mut order = attempt_order(&weights, rand::random::<f64>);
+        order.retain(|&i| allowed.get(i).copied().unwrap_or(false));
         let attempts = route.retries as usize + 1;
         let mut last: Option<(Failure, &LiveUpstream)> = None;
         let mut tried = 0usize;
         let mut cursor = 0usize;
         let mut skipped = 0usize;
         while tried < attempts && skipped < order.len() && !order.is_empty() {
-            let u = &route.upstreams[order[cursor % order.len()]];
+            let index = order[cursor % order.len()];
+            let u = &route.upstreams[index];
             cursor += 1;
             let now_ms = self.inner.health.now_ms();
             if !u.state.allow(now_ms) {
@@ -272,6 +370,7 @@ impl Gateway {
             };
             let sent = Instant::now();
             meter.upstream_state = Some(u.state.clone());
+            meter.price = facts.get(index).and_then(|f| f.pricing.clone());
             meter.awaiting_upstream = true;
             let result = tokio::time::timeout(route.timeout, request.send()).await;
             meter.awaiting_upstream = false;
@@ -624,8 +723,8 @@ fn error_text(wire: WireFormat, body: &[u8]) -> String {
 
 /// A request that cannot be sent in the upstream's format: the client's to fix (400).
 pub(crate) struct Refusal {
-    code: &'static str,
-    message: String,
+    pub code: &'static str,
+    pub message: String,
 }
 
 fn invalid(e: WireError) -> Refusal {

@@ -2,13 +2,15 @@
 //! base URLs and the upstreams' live state, cached per org.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use modelplane_domain::policy::PolicyRule;
 use modelplane_domain::route::{provider, GatewayProvider, StoredRoute, DEFAULT_TIMEOUT_MS};
 use modelplane_service::ServiceError;
 use uuid::Uuid;
 
+use crate::governance::UpstreamFacts;
 use crate::health::UpstreamState;
 use crate::Gateway;
 
@@ -23,6 +25,8 @@ pub(crate) struct LiveUpstream {
     pub weight: u32,
     pub priority: i32,
     pub state: Arc<UpstreamState>,
+    /// What the model behind it is (catalog, inventory), looked up on first use.
+    pub facts: tokio::sync::OnceCell<Arc<UpstreamFacts>>,
 }
 
 #[derive(Debug)]
@@ -35,12 +39,19 @@ pub(crate) struct LiveRoute {
     pub upstreams: Vec<LiveUpstream>,
 }
 
-/// One org's routes and provider keys.
+/// Routes made for names without a stored route, kept per table.
+const ADHOC_MAX: usize = 10_000;
+
+/// One org's routes, provider keys and policy.
 #[derive(Debug)]
 pub(crate) struct OrgTable {
     pub routes: HashMap<String, Arc<LiveRoute>>,
     /// Opened keys the org set per provider.
     provider_keys: HashMap<String, String>,
+    /// The org's policy rules, in order.
+    pub policy: Vec<PolicyRule>,
+    /// `provider/model` and provider-listed names routed so far.
+    adhoc: Mutex<HashMap<String, Arc<LiveRoute>>>,
     loaded: Instant,
 }
 
@@ -73,18 +84,6 @@ impl RouteCache {
     }
 }
 
-/// The key an upstream of `provider` uses when it has none of its own: the
-/// org's, else the configured one.
-fn provider_key(gw: &Gateway, org_keys: &HashMap<String, String>, slug: &str) -> Option<String> {
-    org_keys.get(slug).cloned().or_else(|| {
-        gw.inner
-            .settings
-            .providers
-            .get(slug)
-            .and_then(|p| p.api_key.clone())
-    })
-}
-
 /// The base URL of `provider` when an upstream gives none.
 fn provider_base_url(gw: &Gateway, p: &GatewayProvider) -> Option<String> {
     gw.inner
@@ -107,23 +106,49 @@ async fn load(gw: &Gateway, org_id: Uuid) -> Result<OrgTable, ServiceError> {
             Err(e) => tracing::error!(provider = %slug, error = %e, "cannot open a provider key"),
         }
     }
-    let mut routes = HashMap::new();
-    for stored in store.list_routes(org_id).await? {
-        let route = live_route(gw, &provider_keys, &stored);
-        routes.insert(stored.name.clone(), Arc::new(route));
-    }
-    Ok(OrgTable {
-        routes,
+    let mut table = OrgTable {
+        routes: HashMap::new(),
         provider_keys,
+        policy: store
+            .get_policy(org_id)
+            .await?
+            .map(|p| p.rules)
+            .unwrap_or_default(),
+        adhoc: Mutex::new(HashMap::new()),
         loaded: Instant::now(),
-    })
+    };
+    for stored in store.list_routes(org_id).await? {
+        let route = live_route(gw, &table, &stored);
+        table.routes.insert(stored.name.clone(), Arc::new(route));
+    }
+    Ok(table)
 }
 
-fn live_route(
-    gw: &Gateway,
-    provider_keys: &HashMap<String, String>,
-    stored: &StoredRoute,
-) -> LiveRoute {
+impl Gateway {
+    pub(crate) fn live_upstream(
+        &self,
+        p: &'static GatewayProvider,
+        model: &str,
+        base_url: String,
+        api_key: Option<String>,
+        weight: u32,
+        priority: i32,
+    ) -> LiveUpstream {
+        LiveUpstream {
+            provider: p,
+            model: model.to_owned(),
+            state: self.inner.health.get(p.slug, &base_url),
+            label: format!("{}:{base_url}", p.slug),
+            base_url,
+            api_key,
+            weight,
+            priority,
+            facts: tokio::sync::OnceCell::new(),
+        }
+    }
+}
+
+fn live_route(gw: &Gateway, table: &OrgTable, stored: &StoredRoute) -> LiveRoute {
     let upstreams = stored
         .upstreams
         .iter()
@@ -138,18 +163,9 @@ fn live_route(
                         None
                     }
                 },
-                None => provider_key(gw, provider_keys, p.slug),
+                None => table.provider_key(gw, p.slug),
             };
-            Some(LiveUpstream {
-                provider: p,
-                model: u.model.clone(),
-                state: gw.inner.health.get(p.slug, &base_url),
-                label: format!("{}:{base_url}", p.slug),
-                base_url,
-                api_key,
-                weight: u.weight,
-                priority: u.priority,
-            })
+            Some(gw.live_upstream(p, &u.model, base_url, api_key, u.weight, u.priority))
         })
         .collect();
     LiveRoute {
@@ -162,45 +178,60 @@ fn live_route(
 }
 
 impl OrgTable {
+    /// The key an upstream of `provider` uses when it has none of its own:
+    /// the org's, else the configured one.
+    pub fn provider_key(&self, gw: &Gateway, slug: &str) -> Option<String> {
+        self.provider_keys.get(slug).cloned().or_else(|| {
+            gw.inner
+                .settings
+                .providers
+                .get(slug)
+                .and_then(|p| p.api_key.clone())
+        })
+    }
+
+    pub fn has_org_key(&self, slug: &str) -> bool {
+        self.provider_keys.contains_key(slug)
+    }
+
     /// The route serving `model`: a stored route of that name, else a
     /// `provider/model` name whose provider is usable (it has a key, or it
-    /// is an engine with a configured base URL).
-    pub fn resolve(&self, gw: &Gateway, model: &str) -> Option<Arc<LiveRoute>> {
+    /// is an engine with a configured base URL), else the configured
+    /// provider whose listing has the model.
+    pub async fn resolve(&self, gw: &Gateway, org_id: Uuid, model: &str) -> Option<Arc<LiveRoute>> {
         if let Some(r) = self.routes.get(model) {
             return Some(r.clone());
         }
-        let (slug, upstream_model) = model.split_once('/')?;
-        let p = provider(slug)?;
-        let api_key = provider_key(gw, &self.provider_keys, p.slug);
-        let configured_url = gw
-            .inner
-            .settings
-            .providers
-            .get(p.slug)
-            .and_then(|s| s.base_url.clone());
-        if api_key.is_none() && configured_url.is_none() {
-            return None;
+        if let Some(r) = crate::lock(&self.adhoc).get(model) {
+            return Some(r.clone());
         }
-        let base_url = configured_url.or_else(|| p.base_url.map(str::to_owned))?;
-        if upstream_model.is_empty() {
-            return None;
-        }
-        Some(Arc::new(LiveRoute {
+        let upstream = match model.split_once('/') {
+            Some((slug, upstream_model))
+                if !upstream_model.is_empty() && provider(slug).is_some() =>
+            {
+                let p = provider(slug)?;
+                let (base_url, api_key) = gw.provider_access(self, p)?;
+                Some(gw.live_upstream(p, upstream_model, base_url, api_key, 1, 0))
+            }
+            _ => None,
+        };
+        let upstream = match upstream {
+            Some(u) => u,
+            None => gw.listed_upstream(self, org_id, model).await?,
+        };
+        let route = Arc::new(LiveRoute {
             name: model.to_owned(),
             stored: false,
             retries: 1,
             timeout: Duration::from_millis(DEFAULT_TIMEOUT_MS),
-            upstreams: vec![LiveUpstream {
-                provider: p,
-                model: upstream_model.to_owned(),
-                state: gw.inner.health.get(p.slug, &base_url),
-                label: format!("{}:{base_url}", p.slug),
-                base_url,
-                api_key,
-                weight: 1,
-                priority: 0,
-            }],
-        }))
+            upstreams: vec![upstream],
+        });
+        let mut adhoc = crate::lock(&self.adhoc);
+        if adhoc.len() >= ADHOC_MAX {
+            adhoc.clear();
+        }
+        adhoc.insert(model.to_owned(), route.clone());
+        Some(route)
     }
 
     /// The model names a key of this org can call by route.

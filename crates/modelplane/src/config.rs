@@ -81,6 +81,14 @@ pub struct GatewayConfig {
     pub spill_dir: Option<PathBuf>,
     /// How long a replica trusts its cached keys and routes (default 5).
     pub cache_ttl_secs: Option<u64>,
+    /// How often a replica shares its keys' token and spend counts with the
+    /// other replicas, in milliseconds (default 200): the most by which
+    /// replicas together can pass a tpm limit or a budget.
+    pub limits_sync_ms: Option<u64>,
+    /// How long an org's provider model listing is served fresh (default 60).
+    pub provider_models_ttl_secs: Option<u64>,
+    /// How long a provider listing or health probe may take, in milliseconds (default 10000).
+    pub probe_timeout_ms: Option<u64>,
 }
 
 /// `[providers.<slug>]`: where the gateway reaches a provider, and the
@@ -90,6 +98,8 @@ pub struct GatewayConfig {
 pub struct ProviderFile {
     pub base_url: Option<String>,
     pub api_key: Option<SecretString>,
+    /// The model a paid health probe asks (default: a small model of the provider).
+    pub probe_model: Option<String>,
 }
 
 impl Default for Config {
@@ -379,6 +389,7 @@ impl Config {
                 ProviderSettings {
                     base_url,
                     api_key: file.api_key.as_ref().map(|k| k.expose_secret().to_owned()),
+                    probe_model: file.probe_model.clone(),
                 },
             );
         }
@@ -393,6 +404,18 @@ impl Config {
             providers,
             spill_dir,
             cache_ttl: Duration::from_secs(self.gateway.cache_ttl_secs.unwrap_or(5)),
+            limits_sync: Duration::from_millis(
+                self.gateway.limits_sync_ms.unwrap_or(200).clamp(10, 60_000),
+            ),
+            provider_models_ttl: Duration::from_secs(
+                self.gateway.provider_models_ttl_secs.unwrap_or(60),
+            ),
+            probe_timeout: Duration::from_millis(
+                self.gateway
+                    .probe_timeout_ms
+                    .unwrap_or(10_000)
+                    .clamp(50, 120_000),
+            ),
         })
     }
 

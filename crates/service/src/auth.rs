@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use modelplane_domain::audit::{diff, Actor, AuditAction, AuditEvent, EntityType};
 use modelplane_domain::key::{allows, ApiKey, Scope};
+use modelplane_domain::limits::KeyLimits;
 use modelplane_domain::org::{Org, RiskFramework};
 use modelplane_domain::time::now;
 use modelplane_store::{NewApiKey, Store};
@@ -24,12 +25,14 @@ const TOUCH_INTERVAL_SECS: i64 = 60;
 pub const DEFAULT_ORG_NAME: &str = "default";
 
 /// Who is calling: the key that authenticated the request.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Principal {
     pub key_id: Uuid,
     pub org_id: Uuid,
     pub user_id: Option<Uuid>,
     pub scopes: Vec<Scope>,
+    /// What the key may use through the gateway.
+    pub limits: KeyLimits,
 }
 
 impl Principal {
@@ -129,6 +132,7 @@ pub async fn authenticate(store: &Store, token: &str) -> Result<Principal> {
         org_id: key.org_id,
         user_id: key.user_id,
         scopes: key.scopes,
+        limits: key.limits,
     })
 }
 
@@ -145,6 +149,7 @@ fn superadmin_key(org_id: Uuid, name: &str, token_hash: String, prefix: String) 
             last_used_at: None,
             revoked_at: None,
             created_at: now(),
+            limits: KeyLimits::default(),
         },
         token_hash,
     }
@@ -279,6 +284,7 @@ mod tests {
             org_id: own,
             user_id: None,
             scopes: vec![Scope::Admin],
+            limits: KeyLimits::default(),
         };
         assert_eq!(p.target_org(None).ok(), Some(own));
         assert_eq!(p.target_org(Some(own)).ok(), Some(own));

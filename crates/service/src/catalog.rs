@@ -151,6 +151,55 @@ pub async fn resolve(store: &Store, q: &str) -> Result<Option<Resolution>> {
     }))
 }
 
+/// The catalog model an upstream serves, for pricing and lifecycle: the
+/// provider's own entry of that id, else an exact or normalized match of
+/// `provider/model`, else an exact id or alias of the bare model, else a
+/// normalized match of the same provider (engines serve models under their
+/// own names, so only the bare model counts for them). Never a substring
+/// guess: a wrong price is worse than none.
+pub async fn identify(
+    store: &Store,
+    provider: &str,
+    model: &str,
+    engine: bool,
+) -> Result<Option<CatalogModel>> {
+    let model = model.trim();
+    if model.is_empty() || model.chars().count() > 300 {
+        return Ok(None);
+    }
+    let slug = Provider::from_name(provider).slug;
+    if !engine {
+        if let Some(m) = store.get_catalog_by_key(&slug, model).await? {
+            return Ok(Some(m));
+        }
+    }
+    let q = if engine {
+        model.to_owned()
+    } else {
+        format!("{slug}/{model}")
+    };
+    let mut candidates = store.resolve_exact(&q).await?;
+    if candidates.is_empty() && !engine {
+        // An exact id or alias names one model wherever it is served
+        // (a router or a cloud reselling another provider's model).
+        candidates = store.resolve_exact(model).await?;
+    }
+    if candidates.is_empty() {
+        let n = normalize(&q);
+        if !n.is_empty() {
+            candidates = store.resolve_normalized(&n).await?;
+            if !engine {
+                candidates.retain(|c| c.model.provider == slug);
+            }
+        }
+    }
+    if candidates.is_empty() {
+        return Ok(None);
+    }
+    rank(&mut candidates, &q);
+    Ok(Some(candidates.remove(0).model))
+}
+
 /// Best candidate first: a match on the model's own id over an alias, a
 /// listed model over an unlisted one, an active over a retired one, a
 /// provider's own name over a platform's, then the shortest id.

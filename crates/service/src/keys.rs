@@ -2,7 +2,7 @@ use uuid::Uuid;
 
 use modelplane_domain::audit::{diff, AuditAction, AuditEvent, EntityType};
 use modelplane_domain::error::required_text;
-use modelplane_domain::key::{ApiKey, KeyCreate, Scope};
+use modelplane_domain::key::{ApiKey, KeyCreate, KeyUpdate, Scope};
 use modelplane_domain::page::Page;
 use modelplane_domain::time::now;
 use modelplane_domain::ValidationError;
@@ -42,6 +42,7 @@ pub async fn create(store: &Store, p: &Principal, input: KeyCreate) -> Result<Cr
     p.require(Scope::Admin)?;
     let org_id = p.target_org(input.org_id)?;
     let name = required_text("name", &input.name, 128)?;
+    let limits = input.limits().validated()?;
     let mut scopes = input.scopes;
     scopes.sort();
     scopes.dedup();
@@ -97,6 +98,7 @@ pub async fn create(store: &Store, p: &Principal, input: KeyCreate) -> Result<Cr
         last_used_at: None,
         revoked_at: None,
         created_at,
+        limits,
     };
     let audit = event(p, &key, None, Some(&key), AuditAction::Create);
     store
@@ -149,4 +151,35 @@ pub async fn revoke(store: &Store, p: &Principal, id: Uuid) -> Result<()> {
         return Err(ServiceError::NotFound(Entity::ApiKey));
     }
     Ok(())
+}
+
+/// Renames a key or changes its gateway limits (admin; a superadmin key only
+/// by a superadmin). Replicas see the change within their key cache's TTL.
+pub async fn update(store: &Store, p: &Principal, id: Uuid, input: KeyUpdate) -> Result<ApiKey> {
+    p.require(Scope::Admin)?;
+    let key = store
+        .get_api_key(id)
+        .await?
+        .ok_or(ServiceError::NotFound(Entity::ApiKey))?;
+    if !p.can_see_org(key.org_id) || key.revoked_at.is_some() {
+        return Err(ServiceError::NotFound(Entity::ApiKey));
+    }
+    if key.scopes.contains(&Scope::Superadmin) && !p.is_superadmin() {
+        return Err(ServiceError::Forbidden(
+            "only a superadmin key may change a superadmin key".into(),
+        ));
+    }
+    let mut updated = key.clone();
+    if let Some(name) = &input.name {
+        updated.name = required_text("name", name, 128)?;
+    }
+    updated.limits = input.apply(&key.limits).validated()?;
+    if updated == key {
+        return Ok(key);
+    }
+    let audit = event(p, &key, Some(&key), Some(&updated), AuditAction::Update);
+    if !store.update_api_key(&updated, &audit).await? {
+        return Err(ServiceError::NotFound(Entity::ApiKey));
+    }
+    Ok(updated)
 }

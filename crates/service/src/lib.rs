@@ -18,6 +18,8 @@ pub mod maintenance;
 pub mod model_bulk;
 pub mod models;
 pub mod orgs;
+pub mod policies;
+pub mod providers;
 pub mod routes;
 pub mod secrets;
 pub mod staged;

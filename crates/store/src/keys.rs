@@ -4,6 +4,7 @@ use uuid::Uuid;
 
 use modelplane_domain::audit::AuditEvent;
 use modelplane_domain::key::{ApiKey, Scope};
+use modelplane_domain::limits::KeyLimits;
 use modelplane_domain::org::Org;
 use modelplane_domain::page::Page;
 
@@ -91,15 +92,34 @@ fn from_row(row: &AnyRow) -> Result<ApiKey> {
         last_used_at: rows::opt_time(row, "last_used_at")?,
         revoked_at: rows::opt_time(row, "revoked_at")?,
         created_at: rows::time(row, "created_at")?,
+        limits: decode_limits(rows::opt_text(row, "limits")?.as_deref())?,
     })
+}
+
+fn encode_limits(limits: &KeyLimits) -> Result<Option<String>> {
+    if limits.is_empty() {
+        return Ok(None);
+    }
+    serde_json::to_string(limits)
+        .map(Some)
+        .map_err(|e| StoreError::Corrupt(format!("key limits: {e}")))
+}
+
+fn decode_limits(text: Option<&str>) -> Result<KeyLimits> {
+    match text {
+        None => Ok(KeyLimits::default()),
+        Some(t) => {
+            serde_json::from_str(t).map_err(|e| StoreError::Corrupt(format!("key limits: {e}")))
+        }
+    }
 }
 
 async fn insert_key(tx: &mut sqlx::Transaction<'static, sqlx::Any>, new: &NewApiKey) -> Result<()> {
     let k = &new.key;
     sqlx::query(
         "INSERT INTO api_keys (id, org_id, user_id, name, prefix, token_hash, scopes, \
-         expires_at, last_used_at, revoked_at, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+         expires_at, last_used_at, revoked_at, created_at, limits) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
     )
     .bind(k.id.to_string())
     .bind(k.org_id.to_string())
@@ -112,6 +132,7 @@ async fn insert_key(tx: &mut sqlx::Transaction<'static, sqlx::Any>, new: &NewApi
     .bind(opt_micros(&k.last_used_at))
     .bind(opt_micros(&k.revoked_at))
     .bind(micros(&k.created_at))
+    .bind(encode_limits(&k.limits)?)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -236,6 +257,20 @@ impl Store {
             .bind(id.to_string())
             .push(" AND org_id = ")
             .bind(org_id.to_string())
+            .push(" AND revoked_at IS NULL");
+        self.write_audited(sql, audit).await
+    }
+
+    /// Renames a key or changes its limits, if it is not revoked.
+    pub async fn update_api_key(&self, key: &ApiKey, audit: &AuditEvent) -> Result<bool> {
+        let mut sql = Sql::new("UPDATE api_keys SET name = ");
+        sql.bind(key.name.clone())
+            .push(", limits = ")
+            .bind(encode_limits(&key.limits)?)
+            .push(" WHERE id = ")
+            .bind(key.id.to_string())
+            .push(" AND org_id = ")
+            .bind(key.org_id.to_string())
             .push(" AND revoked_at IS NULL");
         self.write_audited(sql, audit).await
     }

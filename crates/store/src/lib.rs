@@ -14,6 +14,7 @@ mod catalog;
 mod departments;
 mod drafts;
 mod facets;
+mod gateway;
 mod idempotency;
 mod ingestion;
 mod keys;
@@ -43,6 +44,7 @@ pub use catalog::{
 };
 pub use departments::DEPARTMENTS_TABLE;
 pub use facets::{FacetValue, ModelFacets, ModelGroup};
+pub use gateway::{CounterKey, GovernedModel, StoredPolicy};
 pub use idempotency::Claim;
 pub use ingestion::RunFilter;
 pub use keys::{KeyFilter, KeySort, NewApiKey};

@@ -7,7 +7,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use modelplane_domain::key::{ApiKey, KeyCreate};
+use modelplane_domain::key::{ApiKey, KeyCreate, KeyUpdate};
 use modelplane_domain::page::Page;
 use modelplane_service::keys;
 use modelplane_store::{KeyFilter, KeySort};
@@ -19,7 +19,7 @@ use crate::state::AppState;
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_keys, create_key))
-        .routes(routes!(revoke_key))
+        .routes(routes!(revoke_key, update_key))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -124,4 +124,21 @@ async fn revoke_key(
     // This replica stops accepting it at once; others within the gateway's cache TTL.
     s.gateway.forget_keys();
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Renames a key or changes its gateway limits (admin): a field given
+/// replaces the value, `null` removes that limit. This replica applies it at
+/// once; others within the gateway's cache TTL.
+#[utoipa::path(patch, path = "/api/v1/keys/{id}", tag = "keys", params(("id" = Uuid, Path)), request_body = KeyUpdate,
+    security(("bearer" = []), ("api_key" = [])),
+    responses((status = 200, body = ApiKey), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn update_key(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    IdPath(id): IdPath,
+    ApiJson(body): ApiJson<KeyUpdate>,
+) -> ApiResult<Json<ApiKey>> {
+    let key = keys::update(&s.store, &p, id, body).await?;
+    s.gateway.forget_keys();
+    Ok(Json(key))
 }

@@ -15,6 +15,8 @@ pub mod model_docs;
 pub mod model_export;
 pub mod models;
 pub mod orgs;
+pub mod policies;
+pub mod providers;
 pub mod staged_changes;
 pub mod upstreams;
 pub mod usage;

@@ -130,7 +130,7 @@ pub async fn openai_upstream() -> (String, Arc<Seen>) {
 }
 
 /// An upstream that answers every request with `status` (and counts them).
-async fn failing_upstream(status: u16) -> (String, Arc<Seen>) {
+pub async fn failing_upstream(status: u16) -> (String, Arc<Seen>) {
     let seen = Arc::new(Seen::default());
     let router = Router::new()
         .fallback(move |State(seen): State<Arc<Seen>>, headers: HeaderMap, body: Bytes| async move {
@@ -172,13 +172,13 @@ async fn endless_upstream() -> (String, Arc<Seen>) {
     (format!("{}/v1", serve_fixture(router).await), seen)
 }
 
-async fn create_route(app: &TestApp, body: Value) -> Value {
+pub async fn create_route(app: &TestApp, body: Value) -> Value {
     let (status, route) = app.post("/api/v1/routes", body).await;
     assert_eq!(status, StatusCode::CREATED, "{route}");
     route
 }
 
-async fn chat(app: &TestApp, token: &str, body: Value) -> (StatusCode, HeaderMap, Bytes) {
+pub async fn chat(app: &TestApp, token: &str, body: Value) -> (StatusCode, HeaderMap, Bytes) {
     let resp = app
         .client
         .post(app.url("/v1/chat/completions"))
@@ -192,7 +192,7 @@ async fn chat(app: &TestApp, token: &str, body: Value) -> (StatusCode, HeaderMap
     (status, headers, resp.bytes().await.expect("body"))
 }
 
-fn json_of(bytes: &[u8]) -> Value {
+pub fn json_of(bytes: &[u8]) -> Value {
     serde_json::from_slice(bytes).expect("json answer")
 }
 
