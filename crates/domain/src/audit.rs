@@ -19,10 +19,16 @@ pub enum EntityType {
     Policy,
     /// An org's gateway key for a provider (only whether it is set is recorded).
     ProviderKey,
+    /// A server setting, such as the models base directory.
+    Setting,
+    /// A Hugging Face download.
+    Download,
+    /// A LoRA adapter.
+    Adapter,
 }
 
 impl EntityType {
-    pub const ALL: [EntityType; 9] = [
+    pub const ALL: [EntityType; 12] = [
         Self::Org,
         Self::User,
         Self::ApiKey,
@@ -32,6 +38,9 @@ impl EntityType {
         Self::Route,
         Self::Policy,
         Self::ProviderKey,
+        Self::Setting,
+        Self::Download,
+        Self::Adapter,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -45,6 +54,9 @@ impl EntityType {
             Self::Route => "route",
             Self::Policy => "policy",
             Self::ProviderKey => "provider_key",
+            Self::Setting => "setting",
+            Self::Download => "download",
+            Self::Adapter => "adapter",
         }
     }
 

@@ -16,6 +16,7 @@ pub mod histogram;
 pub mod ingestion;
 pub mod key;
 pub mod limits;
+pub mod local;
 pub mod model;
 pub mod org;
 pub mod page;

@@ -18,6 +18,7 @@ mod gateway;
 mod idempotency;
 mod ingestion;
 mod keys;
+mod local;
 mod maintenance;
 mod models;
 mod orgs;
@@ -48,6 +49,7 @@ pub use gateway::{CounterKey, GovernedModel, StoredPolicy};
 pub use idempotency::Claim;
 pub use ingestion::RunFilter;
 pub use keys::{KeyFilter, KeySort, NewApiKey};
+pub use local::LocalArtifact;
 pub use models::{ModelCursor, ModelFilter, Modified};
 pub use staged::StagedFilter;
 pub use usage::{
