@@ -29,6 +29,13 @@ pub enum ErrorCode {
     /// A 422 with its own stable code (e.g. `idempotency_key_reused`).
     UnprocessableCode(&'static str),
     ServiceUnavailable,
+    /// A 400 with its own stable code.
+    BadRequestCode(&'static str),
+    /// An outside service failed (502) or is rate-limiting us (503).
+    Upstream {
+        code: &'static str,
+        unavailable: bool,
+    },
     Internal,
 }
 
@@ -51,6 +58,14 @@ impl ErrorCode {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             Self::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::BadRequestCode(_) => StatusCode::BAD_REQUEST,
+            Self::Upstream { unavailable, .. } => {
+                if unavailable {
+                    StatusCode::SERVICE_UNAVAILABLE
+                } else {
+                    StatusCode::BAD_GATEWAY
+                }
+            }
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -72,6 +87,7 @@ impl ErrorCode {
             Self::InvalidStatusTransition => "invalid_status_transition".into(),
             Self::UnprocessableCode(code) => code.into(),
             Self::ServiceUnavailable => "service_unavailable".into(),
+            Self::BadRequestCode(code) | Self::Upstream { code, .. } => code.into(),
             Self::Internal => "internal_error".into(),
         }
     }
@@ -136,6 +152,9 @@ impl From<ServiceError> for ApiError {
             ServiceError::Unauthorized => ApiError::new(ErrorCode::Unauthorized, err.to_string()),
             ServiceError::Forbidden(m) => ApiError::new(ErrorCode::Forbidden, m),
             ServiceError::NotFound(entity) => ApiError::not_found(entity.as_str()),
+            ServiceError::NotFoundDetail { entity, message } => {
+                ApiError::new(ErrorCode::NotFound(entity.as_str()), message)
+            }
             ServiceError::AlreadyExists { entity, message } => {
                 ApiError::new(ErrorCode::AlreadyExists(entity.as_str()), message)
             }
@@ -175,6 +194,20 @@ impl From<ServiceError> for ApiError {
                 ApiError::new(ErrorCode::UnprocessableCode(code), message)
             }
             ServiceError::BadRequest(m) => ApiError::new(ErrorCode::BadRequest, m),
+            ServiceError::BadRequestCode { code, message } => {
+                ApiError::new(ErrorCode::BadRequestCode(code), message)
+            }
+            ServiceError::Upstream {
+                code,
+                message,
+                retry_after_secs,
+                unavailable,
+            } => ApiError::new(ErrorCode::Upstream { code, unavailable }, message).with_details(
+                match retry_after_secs {
+                    Some(s) => json!({ "retry_after_secs": s }),
+                    None => Value::Null,
+                },
+            ),
             ServiceError::Secrets(m) => {
                 tracing::error!(error = %m, "secret store failure");
                 ApiError::new(ErrorCode::ServiceUnavailable, m)
@@ -214,8 +247,15 @@ pub fn envelope(err: ServiceError) -> Value {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let retry_after = self.details.get("retry_after_secs").and_then(Value::as_u64);
         let (status, body) = self.into_parts();
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        if let Some(secs) = retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        response
     }
 }
 

@@ -31,6 +31,7 @@ use crate::state::AppState;
         (name = "catalog", description = "The global catalog of models, shared by every org"),
         (name = "ingestion", description = "Feeding the catalog from providers, aggregators and Hugging Face"),
         (name = "gateway", description = "Routes, upstreams and providers of the OpenAI-compatible gateway at /v1"),
+        (name = "local", description = "Model files on this server's disk: the base directory, inspection, GGUF metadata, VRAM estimates, the Hugging Face Hub, downloads and LoRA adapters"),
         (name = "usage", description = "What the gateway metered: request records, totals, time series, latency and time-to-first-token percentiles, CSV export"),
     )
 )]
@@ -74,6 +75,7 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .merge(routes::policies::router())
         .merge(routes::providers::router())
         .merge(routes::usage::router())
+        .merge(routes::local::router())
 }
 
 /// The document as served and committed: pretty JSON with a final newline.

@@ -70,6 +70,35 @@ pub struct Config {
     /// the environment `MODELPLANE_PROVIDERS__OPENAI__API_KEY`.
     #[serde(default)]
     pub providers: BTreeMap<String, ProviderFile>,
+    #[serde(default)]
+    pub local: LocalConfig,
+}
+
+/// `[local]`: model files on this replica's disk and the Hugging Face Hub.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LocalConfig {
+    /// Where `adapters/` (and by default `models/`) live (default: beside
+    /// the SQLite database, else `./data`).
+    pub data_dir: Option<PathBuf>,
+    /// The models base directory until one is set through the API
+    /// (default `<data_dir>/models`).
+    pub base_dir: Option<PathBuf>,
+    /// The Hub's origin (default: `HF_ENDPOINT`, else https://huggingface.co).
+    pub hf_endpoint: Option<String>,
+    /// A Hub token (default: `HF_TOKEN`).
+    pub hf_token: Option<SecretString>,
+    /// Per Hub request, connect to last byte of a small response; a download
+    /// fails over after this long without a byte (default 30).
+    pub hf_timeout_secs: Option<u64>,
+    /// Attempts per Hub request, the first included (default 4).
+    pub hf_max_attempts: Option<u32>,
+    /// First retry delay in milliseconds, doubled per retry (default 500).
+    pub hf_backoff_ms: Option<u64>,
+    /// Memory of one GPU, for VRAM fits (default: what `nvidia-smi` reports).
+    pub gpu_vram_bytes: Option<u64>,
+    /// Downloads run at once (default 1).
+    pub parallel_downloads: Option<usize>,
 }
 
 /// `[gateway]`: the `/v1` request path.
@@ -117,6 +146,7 @@ impl Default for Config {
             sources: BTreeMap::new(),
             gateway: GatewayConfig::default(),
             providers: BTreeMap::new(),
+            local: LocalConfig::default(),
         }
     }
 }
@@ -251,6 +281,7 @@ impl Config {
             .and_then(|c| {
                 c.source_configs()?;
                 c.gateway_settings()?;
+                c.local_settings()?;
                 Ok(c)
             })
     }
@@ -416,6 +447,59 @@ impl Config {
                     .unwrap_or(10_000)
                     .clamp(50, 120_000),
             ),
+        })
+    }
+
+    /// Where local model files and adapters live, and how the Hub is reached.
+    pub fn local_settings(&self) -> Result<modelplane_service::local::LocalSettings, ConfigError> {
+        let data_dir = self.local.data_dir.clone().unwrap_or_else(|| {
+            self.secret_key_file()
+                .parent()
+                .map(Path::to_path_buf)
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or_else(|| PathBuf::from("."))
+        });
+        let endpoint = self
+            .local
+            .hf_endpoint
+            .clone()
+            .or_else(|| std::env::var("HF_ENDPOINT").ok().filter(|v| !v.is_empty()));
+        if let Some(url) = &endpoint {
+            let parsed = url::Url::parse(url)
+                .map_err(|e| ConfigError::Sources(format!("local.hf_endpoint {url:?}: {e}")))?;
+            if !matches!(parsed.scheme(), "http" | "https") {
+                return Err(ConfigError::Sources(
+                    "local.hf_endpoint must be http or https".into(),
+                ));
+            }
+        }
+        let token = self
+            .local
+            .hf_token
+            .as_ref()
+            .map(|t| t.expose_secret().to_owned())
+            .or_else(|| std::env::var("HF_TOKEN").ok().filter(|v| !v.is_empty()));
+        let mut hub = modelplane_hub::HubSettings::from_env_or(endpoint, token);
+        if let Some(t) = self.local.hf_timeout_secs {
+            hub.timeout = Duration::from_secs(t.max(1));
+        }
+        if let Some(n) = self.local.hf_max_attempts {
+            hub.max_attempts = n.max(1);
+        }
+        if let Some(ms) = self.local.hf_backoff_ms {
+            hub.backoff = Duration::from_millis(ms);
+        }
+        Ok(modelplane_service::local::LocalSettings {
+            default_base_dir: self
+                .local
+                .base_dir
+                .clone()
+                .unwrap_or_else(|| data_dir.join("models")),
+            data_dir,
+            node: self.node_name(),
+            hub,
+            gpu_vram_bytes: self.local.gpu_vram_bytes,
+            parallel_downloads: self.local.parallel_downloads.unwrap_or(1).clamp(1, 8),
         })
     }
 

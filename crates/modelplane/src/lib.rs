@@ -3,6 +3,7 @@
 //! library so integration tests start exactly what `modelplane serve` runs.
 
 pub mod config;
+pub mod inspect;
 pub mod telemetry;
 
 use std::net::SocketAddr;
@@ -16,6 +17,7 @@ use modelplane_api::AppState;
 use modelplane_gateway::Gateway;
 use modelplane_service::auth;
 use modelplane_service::ingestion::Ingestion;
+use modelplane_service::local::LocalModels;
 use modelplane_service::secrets::SecretBox;
 use modelplane_store::Store;
 
@@ -27,6 +29,7 @@ pub struct Application {
     store: Store,
     ingestion: Ingestion,
     gateway: Gateway,
+    local: LocalModels,
     shutdown_grace: Duration,
 }
 
@@ -61,12 +64,14 @@ impl Application {
         );
         ingestion.recover().await?;
         let gateway = Gateway::start(store.clone(), secrets, config.gateway_settings()?);
+        let local = LocalModels::new(store.clone(), config.local_settings()?)?;
         let listener = TcpListener::bind(config.listen).await?;
         Ok(Self {
             listener,
             store,
             ingestion,
             gateway,
+            local,
             shutdown_grace: Duration::from_secs(config.shutdown_grace_secs),
         })
     }
@@ -85,10 +90,12 @@ impl Application {
         let addr = self.local_addr()?;
         tracing::info!(address = %addr, backend = self.store.backend().as_str(), "modelplane listening on http://{addr}");
         self.ingestion.spawn_scheduler();
+        self.local.start_downloads().await?;
         let app = modelplane_api::router(AppState::new(
             self.store.clone(),
             self.ingestion.clone(),
             self.gateway.clone(),
+            self.local.clone(),
         ));
         let stop = shutdown.clone();
         let server = axum::serve(self.listener, app)
@@ -101,6 +108,8 @@ impl Application {
             }
         }
         self.ingestion.shutdown().await;
+        // A download in flight keeps its partial file and resumes at the next start.
+        self.local.shutdown().await;
         // Usage records still queued are written (or spilled) before the pool closes.
         self.gateway.shutdown().await;
         self.store.close().await;

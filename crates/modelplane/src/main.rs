@@ -49,6 +49,27 @@ enum Command {
         /// huggingface, deprecations-info, models-dev, openrouter, litellm-prices.
         source: String,
     },
+    /// Print what a model file or folder holds: GGUF header facts, safetensors
+    /// model, engine to serve it with, VRAM at the model's context.
+    Inspect {
+        /// A `.gguf` or `.safetensors` file, or a model folder.
+        path: PathBuf,
+    },
+    /// Download a Hugging Face repo's files into the models base directory,
+    /// with a progress bar (resumes a partial file; verifies LFS checksums).
+    Pull {
+        /// `owner/name`.
+        repo: String,
+        /// Files of the repo (one part of a split GGUF brings every part);
+        /// default: every file.
+        files: Vec<String>,
+        /// Only files matching this pattern (`*` matches anything), repeatable.
+        #[arg(long)]
+        include: Vec<String>,
+        /// Branch, tag or commit.
+        #[arg(long, default_value = "main")]
+        revision: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -120,6 +141,13 @@ async fn main() -> anyhow::Result<()> {
             print(&format!("{token}\n"))
         }
         Command::Ingest { source } => ingest(&config, &source).await,
+        Command::Inspect { path } => print(&modelplane::inspect::summary(&path)?),
+        Command::Pull {
+            repo,
+            files,
+            include,
+            revision,
+        } => pull(&config, repo, files, include, revision).await,
         Command::Openapi => Ok(()),
     }
 }
@@ -192,4 +220,67 @@ async fn ingest(config: &Config, source: &str) -> anyhow::Result<()> {
         anyhow::bail!("ingestion of {} failed", run.source.as_str());
     }
     Ok(())
+}
+
+/// `modelplane pull <repo> [file…]`: downloads now, in this process, with a
+/// progress bar per file on stderr.
+async fn pull(
+    config: &Config,
+    repo: String,
+    files: Vec<String>,
+    include: Vec<String>,
+    revision: String,
+) -> anyhow::Result<()> {
+    use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+    use modelplane_service::local::{DownloadRequest, LocalModels};
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    let store = Store::connect(&config.database_url)
+        .await
+        .context("connecting to the database")?;
+    store.migrate().await.context("applying migrations")?;
+    let local = LocalModels::new(store.clone(), config.local_settings()?)?;
+    let bars = MultiProgress::new();
+    let style = ProgressStyle::with_template(
+        "{msg:40!} {bar:30} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar());
+    let shown: Mutex<HashMap<String, ProgressBar>> = Mutex::new(HashMap::new());
+    let progress = |file: &str, done: u64, total: u64| {
+        let mut shown = shown.lock().unwrap_or_else(|p| p.into_inner());
+        let bar = shown.entry(file.to_owned()).or_insert_with(|| {
+            let bar = bars.add(ProgressBar::new(total));
+            bar.set_style(style.clone());
+            bar.set_message(file.to_owned());
+            bar
+        });
+        bar.set_position(done);
+        if done >= total {
+            bar.finish();
+        }
+    };
+    let cancel = shutdown_on_signals();
+    let result = local
+        .pull_now(
+            DownloadRequest {
+                repo_id: repo.clone(),
+                revision: Some(revision),
+                files,
+                include,
+                dest: None,
+            },
+            &progress,
+            &cancel,
+        )
+        .await;
+    store.close().await;
+    let (dir, done) = result.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let bytes: u64 = done.iter().map(|f| f.bytes_done).sum();
+    let verified = done.iter().filter(|f| f.verified).count();
+    print(&format!(
+        "{repo}: {} files, {bytes} bytes in {} ({verified} verified by SHA-256)\n",
+        done.len(),
+        dir.display()
+    ))
 }

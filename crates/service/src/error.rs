@@ -17,6 +17,14 @@ pub enum Entity {
     Agent,
     StagedChange,
     Route,
+    /// A file or folder under the models base directory.
+    Path,
+    Download,
+    Adapter,
+    /// A repo (or revision) on the Hugging Face Hub.
+    HubRepo,
+    /// A file of a Hub repo.
+    HubFile,
 }
 
 impl Entity {
@@ -33,6 +41,11 @@ impl Entity {
             Entity::Agent => "agent",
             Entity::StagedChange => "staged_change",
             Entity::Route => "route",
+            Entity::Path => "path",
+            Entity::Download => "download",
+            Entity::Adapter => "adapter",
+            Entity::HubRepo => "hub_repo",
+            Entity::HubFile => "hub_file",
         }
     }
 }
@@ -45,6 +58,10 @@ pub enum ServiceError {
     Forbidden(String),
     #[error("{} not found", .0.as_str())]
     NotFound(Entity),
+    /// Not found, with a message naming what was looked for (e.g. the Hub's
+    /// repository and revision).
+    #[error("{message}")]
+    NotFoundDetail { entity: Entity, message: String },
     #[error("{message}")]
     AlreadyExists { entity: Entity, message: String },
     #[error(transparent)]
@@ -52,6 +69,18 @@ pub enum ServiceError {
     /// A request the seed answers with `bad_request` (e.g. an unknown source).
     #[error("{0}")]
     BadRequest(String),
+    /// A 400 with its own stable code (e.g. `not_gguf`, `path_outside_base_dir`).
+    #[error("{message}")]
+    BadRequestCode { code: &'static str, message: String },
+    /// An outside service (e.g. the Hugging Face Hub) failed or refused:
+    /// answered 502, or 503 with `retry_after_secs` when it rate-limited us.
+    #[error("{message}")]
+    Upstream {
+        code: &'static str,
+        message: String,
+        retry_after_secs: Option<u64>,
+        unavailable: bool,
+    },
     /// A secret could not be sealed or opened (no or wrong encryption key).
     #[error("{0}")]
     Secrets(String),

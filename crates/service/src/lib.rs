@@ -14,6 +14,7 @@ pub mod drafts;
 pub mod error;
 pub mod ingestion;
 pub mod keys;
+pub mod local;
 pub mod maintenance;
 pub mod model_bulk;
 pub mod models;

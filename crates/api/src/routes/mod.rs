@@ -10,6 +10,7 @@ pub mod gateway_routes;
 pub mod health;
 pub mod ingestion;
 pub mod keys;
+pub mod local;
 pub mod model_bulk;
 pub mod model_docs;
 pub mod model_export;

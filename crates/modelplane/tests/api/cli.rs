@@ -335,3 +335,116 @@ async fn ingest_runs_one_source_from_the_cli_and_exits_non_zero_when_it_fails() 
         "{stderr}"
     );
 }
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../formats/tests/fixtures");
+
+#[test]
+fn inspect_prints_a_gguf_files_facts_and_its_vram_needs() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = format!("{FIXTURES}/tiny_llama.gguf");
+    let out = command(dir.path())
+        .args(["inspect", &file])
+        .output()
+        .expect("run inspect");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("GGUF v3"), "{text}");
+    assert!(
+        text.contains(
+            "llama · context 2048 · 1 layers · embedding 64 · heads 4/2 (KV) · vocab 300 · Q8_0"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("3 tensors"), "{text}");
+    // 2 × 1 layer × 2048 × 2 KV heads × 16 dims × 2 bytes = 256 KiB.
+    assert!(text.contains("KV cache 256.0 KiB"), "{text}");
+}
+
+#[test]
+fn inspect_groups_a_folders_split_gguf_and_names_the_engine() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let models = dir.path().join("m");
+    std::fs::create_dir_all(&models).expect("mkdir");
+    for part in [
+        "tiny-split-Q8_0-00001-of-00002.gguf",
+        "tiny-split-Q8_0-00002-of-00002.gguf",
+    ] {
+        std::fs::copy(format!("{FIXTURES}/{part}"), models.join(part)).expect("copy");
+    }
+    let out = command(dir.path())
+        .args(["inspect", "m"])
+        .output()
+        .expect("run inspect");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("GGUF Q8_0"), "{text}");
+    assert!(text.contains("split in 2 parts"), "{text}");
+    assert!(text.contains("engine: llamacpp"), "{text}");
+}
+
+#[test]
+fn inspect_refuses_a_file_that_is_not_gguf_with_a_clear_message() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("fake.gguf"), b"not a model at all").expect("write");
+    let out = command(dir.path())
+        .env("RUST_BACKTRACE", "0")
+        .args(["inspect", "fake.gguf"])
+        .output()
+        .expect("run inspect");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not a GGUF file"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[tokio::test]
+async fn pull_downloads_and_verifies_a_repos_files_from_the_hub() {
+    use modelplane_hub::fixture::{FixtureHub, RepoSpec};
+
+    let hub = FixtureHub::start().await;
+    hub.add_repo("TheOrg/Tiny-GGUF", RepoSpec::default());
+    let model = std::fs::read(format!("{FIXTURES}/tiny_llama.gguf")).expect("fixture");
+    hub.add_file("TheOrg/Tiny-GGUF", "tiny.Q8_0.gguf", model.clone(), true);
+    hub.add_file("TheOrg/Tiny-GGUF", "README.md", b"# tiny".to_vec(), false);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let base = dir.path().join("models");
+    let out = tokio::process::Command::from(command(dir.path()))
+        .env("HF_ENDPOINT", &hub.base_url)
+        .env("MODELPLANE_LOCAL__BASE_DIR", &base)
+        .env("MODELPLANE_LOCAL__DATA_DIR", dir.path().join("data"))
+        .args(["pull", "TheOrg/Tiny-GGUF", "--include", "*.gguf"])
+        .output()
+        .await
+        .expect("run pull");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("1 files"), "{text}");
+    assert!(text.contains("(1 verified by SHA-256)"), "{text}");
+    let got = std::fs::read(base.join("TheOrg/Tiny-GGUF/tiny.Q8_0.gguf")).expect("downloaded");
+    assert_eq!(got, model);
+    assert!(
+        !base.join("TheOrg/Tiny-GGUF/README.md").exists(),
+        "only what --include names"
+    );
+
+    // A repo the Hub does not have: a clear error, non-zero exit.
+    let out = tokio::process::Command::from(command(dir.path()))
+        .env("HF_ENDPOINT", &hub.base_url)
+        .env("MODELPLANE_LOCAL__BASE_DIR", &base)
+        .env("RUST_BACKTRACE", "0")
+        .args(["pull", "TheOrg/Missing"])
+        .output()
+        .await
+        .expect("run pull");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("TheOrg/Missing"), "{err}");
+}

@@ -168,6 +168,14 @@ impl TestApp {
                 },
             );
         }
+        // Local model files in a directory of the test's own; the Hub at a
+        // closed port unless the test points it at a fixture.
+        config.local.data_dir = Some(
+            std::env::temp_dir().join(format!("mp-test-local-{}", uuid::Uuid::new_v4().simple())),
+        );
+        config.local.hf_endpoint = Some("http://127.0.0.1:9".to_owned());
+        config.local.hf_max_attempts = Some(1);
+        config.local.gpu_vram_bytes = None;
         configure(&mut config);
         Some(Self::start(config, db).await)
     }

@@ -13,6 +13,7 @@ mod gateway;
 mod gateway_limits;
 mod idempotency;
 mod inventory_editing;
+mod local_models;
 mod mcp;
 mod models;
 mod openai_sdk;
