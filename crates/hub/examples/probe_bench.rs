@@ -38,9 +38,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut last = None;
     for _ in 0..runs {
         let start = Instant::now();
+        let mut prefix = gguf::PrefixParser::new();
         let probed = client
             .probe_prefix(REPO, "main", FILE, 64 << 20, |buf| {
-                gguf::parse_prefix(buf).map_err(|e| match e {
+                prefix.parse(buf).map_err(|e| match e {
                     gguf::GgufError::Truncated { needed } => ProbeStep::NeedMore(needed),
                     other => ProbeStep::Fail(other),
                 })

@@ -271,8 +271,26 @@ pub fn parse(buf: &[u8]) -> Result<GgufHeader, GgufError> {
 /// scans first, which is cheap, and parses only once the whole header is
 /// there. `Truncated { needed }` says how many bytes to fetch.
 pub fn parse_prefix(buf: &[u8]) -> Result<GgufHeader, GgufError> {
-    let len = header_len(buf)?;
-    parse(buf.get(..to_usize(len)?).ok_or(GgufError::Overflow)?)
+    PrefixParser::new().parse(buf)
+}
+
+/// [`parse_prefix`] for a prefix fed again and again as it grows: the scan
+/// resumes where the last call stopped, so each byte is scanned once.
+#[derive(Debug, Default)]
+pub struct PrefixParser {
+    scanner: HeaderScanner,
+}
+
+impl PrefixParser {
+    pub fn new() -> PrefixParser {
+        PrefixParser::default()
+    }
+
+    /// `buf` must start with the bytes given to earlier calls.
+    pub fn parse(&mut self, buf: &[u8]) -> Result<GgufHeader, GgufError> {
+        let len = self.scanner.scan(buf)?;
+        parse(buf.get(..to_usize(len)?).ok_or(GgufError::Overflow)?)
+    }
 }
 
 /// Reads the header of the GGUF file at `path` and nothing after it: the

@@ -570,8 +570,13 @@ fn a_growing_prefix_parses_to_the_same_header_as_the_whole_file() {
         let bytes = fixture_bytes(name);
         let whole = gguf::parse(&bytes).expect("parses");
         let mut have = 16usize;
+        let mut resuming = gguf::PrefixParser::new();
         let header = loop {
-            match gguf::parse_prefix(&bytes[..have.min(bytes.len())]) {
+            let prefix = &bytes[..have.min(bytes.len())];
+            let fresh = gguf::parse_prefix(prefix);
+            let resumed = resuming.parse(prefix);
+            assert_eq!(fresh, resumed, "{name}@{have}: a resumed scan agrees");
+            match fresh {
                 Ok(h) => break h,
                 Err(GgufError::Truncated { needed }) => {
                     assert!(needed as usize > have, "{name}: asks for more than it has");

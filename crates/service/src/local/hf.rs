@@ -270,9 +270,10 @@ async fn probe_header(
     revision: &str,
     file: &str,
 ) -> Result<(gguf::GgufHeader, (u64, u32))> {
+    let mut prefix = gguf::PrefixParser::new();
     let probed = hub
         .probe_prefix(repo, revision, file, PROBE_MAX_BYTES, |buf| {
-            gguf::parse_prefix(buf).map_err(|e| match e {
+            prefix.parse(buf).map_err(|e| match e {
                 gguf::GgufError::Truncated { needed } => ProbeStep::NeedMore(needed),
                 other => ProbeStep::Fail(other),
             })
