@@ -393,6 +393,54 @@ pub fn shape_from_gguf(h: &GgufHeader) -> Result<ModelShape, VramError> {
     shape_from_gguf_with_weights(h, h.tensor_data_bytes()?)
 }
 
+/// The shape of the model the GGUF file at `path` belongs to, and how many
+/// parts of it are missing. For one part of a split GGUF
+/// (`-00002-of-00003`), the weights are the tensor data of every part found
+/// beside it (listed confined to `root`, so a sibling symlink that leaves it
+/// is not read) and the numbers come from the first part when it is there.
+pub fn shape_from_gguf_path(path: &Path, root: &Path) -> Result<(ModelShape, u32), VramError> {
+    let header = gguf::read_path(path)?;
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    let Some(split) = naming::shard_name(name) else {
+        return Ok((shape_from_gguf(&header)?, 0));
+    };
+    let dir = path
+        .parent()
+        .ok_or_else(|| VramError::NoModelFiles(path.display().to_string()))?;
+    let files = fsutil::list_files(dir, root).map_err(|e| VramError::Io(e.to_string()))?;
+    let mut weights_bytes = header.tensor_data_bytes()?;
+    let mut found = std::collections::BTreeSet::from([split.index]);
+    let mut first = None;
+    for file in files.iter().filter(|f| f.name != name) {
+        let Some(other) = naming::shard_name(&file.name) else {
+            continue;
+        };
+        if other.base != split.base || other.count != split.count || found.contains(&other.index) {
+            continue;
+        }
+        // A part that does not parse counts as missing.
+        let Ok(part) = gguf::read_path(&file.path) else {
+            continue;
+        };
+        weights_bytes = weights_bytes.saturating_add(part.tensor_data_bytes().unwrap_or(0));
+        found.insert(other.index);
+        if other.index == 1 {
+            first = Some(part);
+        }
+    }
+    let missing = split
+        .count
+        .saturating_sub(u32::try_from(found.len()).unwrap_or(u32::MAX));
+    let numbers = first.as_ref().unwrap_or(&header);
+    Ok((
+        shape_from_gguf_with_weights(numbers, weights_bytes)?,
+        missing,
+    ))
+}
+
 fn shape_from_gguf_with_weights(
     h: &GgufHeader,
     weights_bytes: u64,

@@ -2,7 +2,8 @@
 
 use modelplane_formats::gguf::read_path;
 use modelplane_formats::vram::{
-    estimate, shape_from_folder, shape_from_gguf, KvCacheType, ModelShape, VramError, VramParams,
+    estimate, shape_from_folder, shape_from_gguf, shape_from_gguf_path, KvCacheType, ModelShape,
+    VramError, VramParams,
 };
 
 use crate::fixture;
@@ -309,4 +310,35 @@ fn shape_of_folders() {
         shape_from_folder(empty.path()),
         Err(VramError::NoModelFiles(_))
     ));
+}
+
+#[test]
+fn one_part_of_a_split_gguf_counts_every_part_present() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let first = "tiny-split-Q8_0-00001-of-00002.gguf";
+    let second = "tiny-split-Q8_0-00002-of-00002.gguf";
+    copy_into(dir.path(), &[first]);
+    // Alone: its own tensors, and one part missing.
+    let (alone, missing) =
+        shape_from_gguf_path(&dir.path().join(first), dir.path()).expect("shape");
+    assert_eq!(missing, 1);
+    assert!(alone.weights_bytes < 2176, "{}", alone.weights_bytes);
+
+    copy_into(dir.path(), &[second]);
+    // From either part: the numbers of the first, the weights of both
+    // (four Q8_0 [64, 8] tensors: 4 × 2 × 34 × 8), nothing missing.
+    for part in [first, second] {
+        let (s, missing) = shape_from_gguf_path(&dir.path().join(part), dir.path()).expect(part);
+        assert_eq!(
+            (s.layers, s.kv_heads, s.head_dim, s.weights_bytes, missing),
+            (2, 4, 16, 2176, 0),
+            "{part}"
+        );
+    }
+
+    // A file that is not split is its own model.
+    copy_into(dir.path(), &["tiny_llama.gguf"]);
+    let (single, missing) =
+        shape_from_gguf_path(&dir.path().join("tiny_llama.gguf"), dir.path()).expect("shape");
+    assert_eq!((single.weights_bytes, missing), (8704, 0));
 }

@@ -336,9 +336,10 @@ impl LocalModels {
             }
             (Some(rel), None) => {
                 p.require(Scope::Superadmin)?;
-                let target = self.resolve("path", rel).await?;
+                let base = self.base_dir().await?;
+                let target = confine(&base, "path", rel).await?;
                 let rel = rel.clone();
-                blocking(move || local_shape(&target, &rel)).await?
+                blocking(move || local_shape(&target, &base, &rel)).await?
             }
             (None, Some(repo)) => {
                 p.require(Scope::Admin)?;
@@ -374,80 +375,33 @@ pub struct GgufMetadata {
     pub report: gguf::MetadataReport,
 }
 
-/// A model's shape from a GGUF file or a folder on disk.
-fn local_shape(target: &Path, rel: &str) -> Result<(vram::ModelShape, String, Vec<String>)> {
+/// A model's shape from a GGUF file or a folder on disk under `base`.
+fn local_shape(
+    target: &Path,
+    base: &Path,
+    rel: &str,
+) -> Result<(vram::ModelShape, String, Vec<String>)> {
+    let unknown = |e: vram::VramError| ServiceError::BadRequestCode {
+        code: "model_shape_unknown",
+        message: format!("{rel:?}: {e}"),
+    };
     let meta = std::fs::metadata(target).map_err(io_error)?;
     if meta.is_dir() {
-        let shape = vram::shape_from_folder(target).map_err(|e| ServiceError::BadRequestCode {
-            code: "model_shape_unknown",
-            message: format!("{rel:?}: {e}"),
-        })?;
+        let shape = vram::shape_from_folder(target).map_err(unknown)?;
         let source = shape.source.to_string();
-        Ok((shape, source, Vec::new()))
-    } else {
-        let header = gguf::read_path(target).map_err(|e| not_gguf(rel, &e.to_string()))?;
-        let mut shape =
-            vram::shape_from_gguf(&header).map_err(|e| ServiceError::BadRequestCode {
-                code: "model_shape_unknown",
-                message: format!("{rel:?}: {e}"),
-            })?;
-        let mut warnings = Vec::new();
-        // A split GGUF holds a part of the weights in each file: add the
-        // other parts' tensor data.
-        if let Some(name) = target.file_name().and_then(|n| n.to_str()) {
-            if let Some(split) = modelplane_formats::naming::shard_name(name) {
-                if let Some(dir) = target.parent() {
-                    let (extra, missing) = sibling_shard_bytes(dir, name, &split);
-                    shape.weights_bytes = shape.weights_bytes.saturating_add(extra);
-                    if missing > 0 {
-                        warnings.push(format!(
-                            "{missing} of the {} parts of this split GGUF are missing; their weights are not counted",
-                            split.count
-                        ));
-                    }
-                }
-            }
-        }
-        Ok((shape, "gguf".to_owned(), warnings))
+        return Ok((shape, source, Vec::new()));
     }
-}
-
-/// Tensor data of the other parts of a split GGUF beside `name`, and how
-/// many parts are missing.
-fn sibling_shard_bytes(
-    dir: &Path,
-    name: &str,
-    split: &modelplane_formats::naming::ShardName,
-) -> (u64, u32) {
-    let mut extra = 0u64;
-    let mut missing = 0u32;
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return (0, split.count.saturating_sub(1));
-    };
-    let mut found = std::collections::BTreeSet::new();
-    for entry in entries.flatten() {
-        let file = entry.file_name();
-        let Some(file) = file.to_str() else { continue };
-        if file == name {
-            continue;
-        }
-        let Some(other) = modelplane_formats::naming::shard_name(file) else {
-            continue;
-        };
-        if other.base != split.base || other.count != split.count {
-            continue;
-        }
-        if let Ok(h) = gguf::read_path(&entry.path()) {
-            extra = extra.saturating_add(h.tensor_data_bytes().unwrap_or(0));
-            found.insert(other.index);
-        }
+    let (shape, missing) = vram::shape_from_gguf_path(target, base).map_err(|e| match e {
+        vram::VramError::Gguf(g) => not_gguf(rel, &g.to_string()),
+        other => unknown(other),
+    })?;
+    let mut warnings = Vec::new();
+    if missing > 0 {
+        warnings.push(format!(
+            "{missing} part(s) of this split GGUF are missing; their weights are not counted"
+        ));
     }
-    for i in 1..=split.count {
-        if i != split.index && !found.contains(&i) {
-            missing += 1;
-        }
-    }
-    (extra, missing)
+    Ok((shape, "gguf".to_owned(), warnings))
 }
 
 /// The memory of the smallest GPU `nvidia-smi` lists, if it runs.
