@@ -104,6 +104,8 @@ impl Gateway {
     /// Builds the gateway and starts its usage writer (needs a Tokio runtime).
     pub fn start(store: Store, secrets: SecretBox, settings: GatewaySettings) -> Gateway {
         let client = reqwest::Client::builder()
+            // A proxy passes redirects back rather than following them.
+            .redirect(reqwest::redirect::Policy::none())
             .tcp_nodelay(true)
             .pool_max_idle_per_host(1024)
             .pool_idle_timeout(Duration::from_secs(90))

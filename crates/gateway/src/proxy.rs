@@ -444,17 +444,29 @@ impl Gateway {
         body: &Bytes,
     ) -> Result<reqwest::RequestBuilder, Refusal> {
         let client = &self.inner.client;
+        // The URL and credential were built when the route was loaded; the
+        // formatted fallbacks only run for a base URL that does not parse,
+        // so reqwest reports it as before.
+        let post = |path: &dyn Fn() -> String| match u.targets.url(endpoint, head.stream) {
+            Some(url) => client.post(url),
+            None => client.post(format!("{}{}", u.base_url, path())),
+        };
+        let with_key = |req: reqwest::RequestBuilder, header: &'static str| match (
+            &u.targets.auth,
+            &u.api_key,
+        ) {
+            (Some((name, value)), _) => req.header(name.clone(), value.clone()),
+            (None, Some(key)) if header == "authorization" => req.bearer_auth(key),
+            (None, Some(key)) => req.header(header, key),
+            (None, None) => req,
+        };
         match u.provider.wire {
             WireFormat::Openai => {
                 let (upstream_body, _) = head.upstream_body(body, &u.model);
-                let mut req = client
-                    .post(format!("{}{}", u.base_url, endpoint.path()))
+                let req = post(&|| endpoint.path().to_owned())
                     .header(http::header::CONTENT_TYPE, "application/json")
                     .body(upstream_body);
-                if let Some(key) = &u.api_key {
-                    req = req.bearer_auth(key);
-                }
-                Ok(req)
+                Ok(with_key(req, "authorization"))
             }
             WireFormat::Anthropic | WireFormat::Google if endpoint != Endpoint::ChatCompletions => {
                 Err(Refusal {
@@ -467,30 +479,18 @@ impl Gateway {
             }
             WireFormat::Anthropic => {
                 let translated = anthropic::chat_request(body, &u.model).map_err(invalid)?;
-                let mut req = client
-                    .post(format!("{}/messages", u.base_url))
+                let req = post(&|| "/messages".to_owned())
                     .header(http::header::CONTENT_TYPE, "application/json")
                     .header("anthropic-version", anthropic::API_VERSION)
                     .body(translated);
-                if let Some(key) = &u.api_key {
-                    req = req.header("x-api-key", key);
-                }
-                Ok(req)
+                Ok(with_key(req, "x-api-key"))
             }
             WireFormat::Google => {
                 let translated = google::chat_request(body).map_err(invalid)?;
-                let mut req = client
-                    .post(format!(
-                        "{}{}",
-                        u.base_url,
-                        google::chat_path(&u.model, head.stream)
-                    ))
+                let req = post(&|| google::chat_path(&u.model, head.stream))
                     .header(http::header::CONTENT_TYPE, "application/json")
                     .body(translated);
-                if let Some(key) = &u.api_key {
-                    req = req.header("x-goog-api-key", key);
-                }
-                Ok(req)
+                Ok(with_key(req, "x-goog-api-key"))
             }
         }
     }

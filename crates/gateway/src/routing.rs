@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use modelplane_domain::policy::PolicyRule;
 use modelplane_domain::route::{provider, GatewayProvider, StoredRoute, DEFAULT_TIMEOUT_MS};
+use modelplane_domain::usage::Endpoint;
 use modelplane_service::ServiceError;
 use uuid::Uuid;
 
@@ -27,6 +28,77 @@ pub(crate) struct LiveUpstream {
     pub state: Arc<UpstreamState>,
     /// What the model behind it is (catalog, inventory), looked up on first use.
     pub facts: tokio::sync::OnceCell<Arc<UpstreamFacts>>,
+    /// Request URLs and the credential header, built once per route load
+    /// rather than parsed and formatted on every request.
+    pub targets: Targets,
+}
+
+/// An upstream's request URLs by endpoint, parsed when the route is loaded;
+/// `None` where the base URL does not parse (the request then fails as it
+/// would have: reqwest refuses the URL and the attempt counts as failed).
+#[derive(Debug, Default)]
+pub(crate) struct Targets {
+    chat: Option<reqwest::Url>,
+    chat_stream: Option<reqwest::Url>,
+    completions: Option<reqwest::Url>,
+    embeddings: Option<reqwest::Url>,
+    /// The credential header of the provider's wire format, marked sensitive.
+    pub auth: Option<(http::HeaderName, http::HeaderValue)>,
+}
+
+impl Targets {
+    fn new(p: &GatewayProvider, model: &str, base_url: &str, api_key: Option<&str>) -> Targets {
+        use modelplane_domain::route::WireFormat;
+        let url = |path: &str| reqwest::Url::parse(&format!("{base_url}{path}")).ok();
+        let (chat, chat_stream, completions, embeddings) = match p.wire {
+            WireFormat::Openai => {
+                let chat = url(Endpoint::ChatCompletions.path());
+                (
+                    chat.clone(),
+                    chat,
+                    url(Endpoint::Completions.path()),
+                    url(Endpoint::Embeddings.path()),
+                )
+            }
+            WireFormat::Anthropic => {
+                let chat = url("/messages");
+                (chat.clone(), chat, None, None)
+            }
+            WireFormat::Google => (
+                url(&modelplane_wire::google::chat_path(model, false)),
+                url(&modelplane_wire::google::chat_path(model, true)),
+                None,
+                None,
+            ),
+        };
+        let auth = api_key.and_then(|key| {
+            let (name, value) = match p.wire {
+                WireFormat::Openai => (http::header::AUTHORIZATION, format!("Bearer {key}")),
+                WireFormat::Anthropic => (http::HeaderName::from_static("x-api-key"), key.into()),
+                WireFormat::Google => (http::HeaderName::from_static("x-goog-api-key"), key.into()),
+            };
+            let mut value = http::HeaderValue::try_from(value).ok()?;
+            value.set_sensitive(true);
+            Some((name, value))
+        });
+        Targets {
+            chat,
+            chat_stream,
+            completions,
+            embeddings,
+            auth,
+        }
+    }
+
+    /// The parsed URL of `endpoint` (`stream` picks Gemini's streaming method).
+    pub fn url(&self, endpoint: Endpoint, stream: bool) -> Option<reqwest::Url> {
+        match endpoint {
+            Endpoint::ChatCompletions if stream => self.chat_stream.clone(),
+            Endpoint::ChatCompletions => self.chat.clone(),
+            Endpoint::Completions => self.completions.clone(),
+            Endpoint::Embeddings => self.embeddings.clone(),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -135,6 +207,7 @@ impl Gateway {
         priority: i32,
     ) -> LiveUpstream {
         LiveUpstream {
+            targets: Targets::new(p, model, &base_url, api_key.as_deref()),
             provider: p,
             model: model.to_owned(),
             state: self.inner.health.get(p.slug, &base_url),

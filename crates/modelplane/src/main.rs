@@ -9,6 +9,11 @@ use modelplane::{shutdown_on_signals, telemetry, Application};
 use modelplane_service::auth;
 use modelplane_store::Store;
 
+/// mimalloc: the request path allocates many small, short-lived buffers, and
+/// glibc's malloc spent about a tenth of the gateway's CPU on them.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// modelplane: one control plane for every AI model an organization uses.
 #[derive(Parser)]
 #[command(version, about)]
@@ -92,8 +97,39 @@ fn print(text: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// mimalloc's options by their index in the vendored `mimalloc.h` (the same
+/// in its v2 and v3 as pinned by Cargo.lock; the header exports no constants).
+const MI_OPTION_ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// Commits arena pages only when they are used and gives freed memory back
+/// to the OS at once: an idle server then holds about 6 MiB of heap, not 27.
+/// It must run before the first allocation reserves an arena, so it is an
+/// ELF constructor: after mimalloc's own (priority 101), before Rust's `main`.
+#[allow(unsafe_code)]
+#[used]
+#[link_section = ".init_array"]
+static TUNE_ALLOCATOR: extern "C" fn() = {
+    extern "C" fn tune() {
+        // SAFETY: plain setters of mimalloc's global options, called while
+        // the process has one thread; an environment `MIMALLOC_*` loses.
+        unsafe {
+            libmimalloc_sys::mi_option_set(MI_OPTION_ARENA_EAGER_COMMIT, 0);
+            libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0);
+        }
+    }
+    tune
+};
+
+fn main() -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?
+        .block_on(run())
+}
+
+async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     if let Command::Openapi = cli.command {
         return print(&modelplane_api::openapi::document());
