@@ -36,7 +36,7 @@ pub(crate) struct LiveUpstream {
 /// An upstream's request URLs by endpoint, parsed when the route is loaded;
 /// `None` where the base URL does not parse (the request then fails as it
 /// would have: reqwest refuses the URL and the attempt counts as failed).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Targets {
     chat: Option<reqwest::Url>,
     chat_stream: Option<reqwest::Url>,

@@ -12,6 +12,7 @@ use std::time::Duration;
 use modelplane_domain::usage::UsageRecord;
 use modelplane_store::Store;
 use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
 
 /// Records waiting in memory before new ones spill to the file.
 const CHANNEL_CAPACITY: usize = 65_536;
@@ -30,8 +31,7 @@ pub struct UsageRecorder {
     tx: mpsc::Sender<UsageRecord>,
     spill: Arc<Spill>,
     stop: Arc<Mutex<Option<oneshot::Sender<()>>>>,
-    /// Answers when the writer has drained and stopped.
-    task: Arc<Mutex<Option<oneshot::Receiver<()>>>>,
+    task: Arc<Mutex<Option<JoinHandle<()>>>>,
 }
 
 /// The spill directory and the lock that serialises its file operations.
@@ -116,54 +116,16 @@ impl UsageRecorder {
             lock: Mutex::new(()),
         });
         let (stop_tx, stop_rx) = oneshot::channel();
-        let (done_tx, done_rx) = oneshot::channel::<()>();
-        // The writer runs on a thread of its own with its own small runtime:
-        // building and decoding a batch of a thousand rows takes a few
-        // milliseconds of CPU, and on a request worker that would stall the
-        // requests queued behind it (it showed as the gateway's p99).
-        let parts = Arc::new(Mutex::new(Some((
-            store,
-            rx,
-            spill.clone(),
-            stop_rx,
-            done_tx,
-        ))));
-        let on_thread = parts.clone();
-        let spawned = std::thread::Builder::new()
-            .name("usage-writer".into())
-            .spawn(move || {
-                let Some((store, rx, spill, stop, done)) = crate::lock(&on_thread).take() else {
-                    return;
-                };
-                match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(rt) => rt.block_on(writer(store, rx, spill, stop)),
-                    Err(e) => {
-                        tracing::error!(error = %e, "the usage writer's runtime did not start")
-                    }
-                }
-                let _ = done.send(());
-            });
-        if let Err(e) = spawned {
-            // No thread to be had: the writer shares the request runtime.
-            tracing::warn!(error = %e, "usage writer runs on the request runtime");
-            if let Some((store, rx, spill, stop, done)) = crate::lock(&parts).take() {
-                tokio::spawn(async move {
-                    writer(store, rx, spill, stop).await;
-                    let _ = done.send(());
-                });
-            }
-        }
+        let task = tokio::spawn(writer(store, rx, spill.clone(), stop_rx));
         UsageRecorder {
             tx,
             spill,
             stop: Arc::new(Mutex::new(Some(stop_tx))),
-            task: Arc::new(Mutex::new(Some(done_rx))),
+            task: Arc::new(Mutex::new(Some(task))),
         }
     }
 
+    /// Hands a record over; never waits. A full channel spills it to disk.
     pub fn record(&self, record: UsageRecord) {
         match self.tx.try_send(record) {
             Ok(()) => {}
@@ -202,19 +164,17 @@ async fn writer(
             got = rx.recv() => match got {
                 Some(r) => {
                     batch.push(r);
-                    // Let the batch gather while nothing waits on the channel:
-                    // a sleeping writer is not woken by every record sent,
-                    // which cost each request a cross-thread wake-up.
+                    take_queued(&mut rx, &mut batch);
+                    // Let a short batch gather while nothing waits on the
+                    // channel: a sleeping writer is not woken by every record
+                    // sent, which cost each request a wake-up of this task.
                     let mut stopping = false;
-                    tokio::select! {
-                        _ = tokio::time::sleep(BATCH_WAIT) => {}
-                        _ = &mut stop => stopping = true,
-                    }
-                    while batch.len() < BATCH_MAX {
-                        match rx.try_recv() {
-                            Ok(r) => batch.push(r),
-                            Err(_) => break,
+                    if batch.len() < BATCH_MAX {
+                        tokio::select! {
+                            _ = tokio::time::sleep(BATCH_WAIT) => {}
+                            _ = &mut stop => stopping = true,
                         }
+                        take_queued(&mut rx, &mut batch);
                     }
                     flush(&store, &spill, &mut batch).await;
                     if stopping {
@@ -237,6 +197,16 @@ async fn writer(
     }
     flush(&store, &spill, &mut batch).await;
     replay(&store, &spill).await;
+}
+
+/// Moves what is already queued into `batch`, up to a full batch, without waiting.
+fn take_queued(rx: &mut mpsc::Receiver<UsageRecord>, batch: &mut Vec<UsageRecord>) {
+    while batch.len() < BATCH_MAX {
+        match rx.try_recv() {
+            Ok(r) => batch.push(r),
+            Err(_) => break,
+        }
+    }
 }
 
 async fn flush(store: &Store, spill: &Spill, batch: &mut Vec<UsageRecord>) {
