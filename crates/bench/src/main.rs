@@ -439,7 +439,13 @@ async fn main() -> anyhow::Result<()> {
     let t = std::time::Instant::now();
     store.optimize_search().await?;
     println!(
-        "merged the full-text index in {:.1} s\n",
+        "merged the full-text index in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    let t = std::time::Instant::now();
+    store.warm_search_index().await?;
+    println!(
+        "loaded the search index in {:.1} s\n",
         t.elapsed().as_secs_f64()
     );
 

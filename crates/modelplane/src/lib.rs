@@ -91,6 +91,14 @@ impl Application {
         tracing::info!(address = %addr, backend = self.store.backend().as_str(), "modelplane listening on http://{addr}");
         self.ingestion.spawn_scheduler();
         self.local.start_downloads().await?;
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            match store.warm_search_index().await {
+                Ok(()) => tracing::debug!(elapsed = ?started.elapsed(), "search index loaded"),
+                Err(e) => tracing::warn!(error = %e, "loading the search index at start-up"),
+            }
+        });
         let app = modelplane_api::router(AppState::new(
             self.store.clone(),
             self.ingestion.clone(),

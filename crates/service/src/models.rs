@@ -197,10 +197,9 @@ pub async fn list(
 ) -> Result<(Listed<Model>, ModelFacets)> {
     p.require(Scope::RegistryRead)?;
     let filter = resolve_search(store, p, search).await?;
-    let (listed, facets) = tokio::try_join!(
-        store.list_models(p.org_id, &filter, page),
-        store.model_facets(p.org_id, &filter)
-    )?;
+    let (listed, facets) = store
+        .list_models_with_facets(p.org_id, &filter, page)
+        .await?;
     Ok((listed.into(), facets))
 }
 

@@ -36,7 +36,7 @@ fn value(row: &AnyRow) -> Result<FacetValue> {
 }
 
 /// Largest count first, then by name.
-fn ordered(mut values: Vec<FacetValue>) -> Vec<FacetValue> {
+pub(crate) fn ordered(mut values: Vec<FacetValue>) -> Vec<FacetValue> {
     values.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.name.cmp(&b.name)));
     values
 }
@@ -96,6 +96,10 @@ impl Store {
     /// selects. Departments and agents of the org that no selected model
     /// uses are listed with 0, so a client can show every choice.
     pub async fn model_facets(&self, org_id: Uuid, filter: &ModelFilter) -> Result<ModelFacets> {
+        if let Some(index) = self.search_index_for(filter) {
+            let answer = self.indexed_list(index, org_id, filter, None, true).await?;
+            return Ok(answer.facets.unwrap_or_default());
+        }
         let providers = match self.prepare(org_id, filter).await? {
             Some(p) => p,
             // The filter can match nothing: every count is zero.
@@ -120,6 +124,30 @@ impl Store {
             departments,
             agents,
         })
+    }
+
+    /// One page of the org's models, the filtered total and the facets
+    /// under the same filter: one pass of the search index where it answers
+    /// the filter, else the list and the facet queries side by side.
+    pub async fn list_models_with_facets(
+        &self,
+        org_id: Uuid,
+        filter: &ModelFilter,
+        page: modelplane_domain::page::Page,
+    ) -> Result<((i64, Vec<modelplane_domain::model::Model>), ModelFacets)> {
+        if let Some(index) = self.search_index_for(filter) {
+            let answer = self
+                .indexed_list(index, org_id, filter, Some(page), true)
+                .await?;
+            return Ok((
+                (answer.total, answer.models),
+                answer.facets.unwrap_or_default(),
+            ));
+        }
+        tokio::try_join!(
+            self.list_models(org_id, filter, page),
+            self.model_facets(org_id, filter)
+        )
     }
 
     async fn provider_facet(

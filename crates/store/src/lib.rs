@@ -24,6 +24,7 @@ mod models;
 mod orgs;
 mod routes;
 mod rows;
+mod search_index;
 mod sql;
 mod staged;
 mod usage;
@@ -130,6 +131,8 @@ static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migratio
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// The inventory's in-memory search index (SQLite only).
+    search: Option<std::sync::Arc<search_index::SearchIndex>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -181,7 +184,12 @@ impl Store {
             })
             .connect_with(options)
             .await?;
-        Ok(Self { pool, backend })
+        let search = (backend == Backend::Sqlite).then(Default::default);
+        Ok(Self {
+            pool,
+            backend,
+            search,
+        })
     }
 
     pub fn backend(&self) -> Backend {

@@ -7,7 +7,9 @@ use crate::{Backend, Result, Store};
 impl Store {
     /// Recounts the org's `model_counts` from its models, in one
     /// transaction (the triggers keep them exact; this repairs a database
-    /// edited by hand). Returns the number of models counted.
+    /// edited by hand), and drops the org's search index table so the next
+    /// list reads it again from the rows. Returns the number of models
+    /// counted.
     pub async fn recount_models(&self, org_id: Uuid) -> Result<i64> {
         let mut tx = self.begin_write().await?;
         sqlx::query("DELETE FROM model_counts WHERE org_id = $1")
@@ -29,6 +31,7 @@ impl Store {
         .fetch_one(&mut *tx)
         .await?;
         tx.commit().await?;
+        self.reload_search_index(org_id);
         Ok(total)
     }
 

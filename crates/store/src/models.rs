@@ -75,7 +75,7 @@ const SEQ_RETRIES: usize = 3;
 /// backends' bound-parameter limits.
 const BULK_ROWS: usize = 200;
 
-fn from_row(row: &AnyRow) -> Result<Model> {
+pub(crate) fn from_row(row: &AnyRow) -> Result<Model> {
     let tags: BTreeMap<String, String> = serde_json::from_str(&rows::text(row, "tags")?)
         .map_err(|e| StoreError::Corrupt(format!("model tags: {e}")))?;
     let department_ids: Vec<String> = serde_json::from_str(&rows::text(row, "department_ids")?)
@@ -205,7 +205,7 @@ impl TryFrom<ModelJson> for Model {
 }
 
 /// Explicit columns: PostgreSQL's `search` tsvector is not for reading.
-const COLUMNS: &str = "id, org_id, model_id, provider, display_name, risk_tier, \
+pub(crate) const COLUMNS: &str = "id, org_id, model_id, provider, display_name, risk_tier, \
     validation_status, owner, description, tags, intended_use, limitations, developer, \
     validator, vendor, last_validated_at, next_review_at, last_seen_at, version, \
     created_at, updated_at, catalog_id, department_ids, sections";
@@ -326,8 +326,16 @@ fn sqlite_match(org_id: Uuid, filter: &ModelFilter, terms: &[String]) -> String 
         scope.push(format!("\"{}\"", tag_token(key, value)));
     }
     format!(
-        "scope : ({}) AND {{fts_model_id fts_display_name fts_description}} : ({})",
+        "scope : ({}) AND {}",
         scope.join(" AND "),
+        sqlite_text_match(terms)
+    )
+}
+
+/// The FTS5 query of the user's terms alone, against the text columns.
+pub(crate) fn sqlite_text_match(terms: &[String]) -> String {
+    format!(
+        "{{fts_model_id fts_display_name fts_description}} : ({})",
         search::fts5_query(terms)
     )
 }
@@ -917,6 +925,12 @@ impl Store {
         filter: &ModelFilter,
         page: Page,
     ) -> Result<(i64, Vec<Model>)> {
+        if let Some(index) = self.search_index_for(filter) {
+            let answer = self
+                .indexed_list(index, org_id, filter, Some(page), false)
+                .await?;
+            return Ok((answer.total, answer.models));
+        }
         let Some(providers) = self.prepare(org_id, filter).await? else {
             return Ok((0, Vec::new()));
         };

@@ -21,5 +21,6 @@ mod ops;
 mod orgs_users;
 mod policies;
 mod providers;
+mod search_index;
 mod staged_changes;
 mod usage;
