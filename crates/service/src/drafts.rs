@@ -115,7 +115,16 @@ pub async fn discard(store: &Store, p: &Principal, id: Uuid) -> Result<()> {
 /// the form, in one transaction with its audit event; the draft is then
 /// gone. Refused with 409 when the model changed since the draft was taken
 /// (or the draft changed while this request checked it).
-pub async fn publish(store: &Store, p: &Principal, id: Uuid) -> Result<Model> {
+/// What publishing a draft did to its model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Published {
+    /// A blank draft became a new model.
+    Created,
+    /// A draft of a model was applied to it (or changed nothing).
+    Updated,
+}
+
+pub async fn publish(store: &Store, p: &Principal, id: Uuid) -> Result<(Model, Published)> {
     p.require(Scope::RegistryWrite)?;
     let author = author(p);
     let draft = store
@@ -170,7 +179,13 @@ pub async fn publish(store: &Store, p: &Principal, id: Uuid) -> Result<Model> {
     match outcome {
         Ok(Modified::NotFound) => Err(ServiceError::NotFound(Entity::Draft)),
         Ok(Modified::Rejected(e)) => Err(e),
-        Ok(Modified::Unchanged(m) | Modified::Written(m)) => Ok(m),
+        Ok(Modified::Unchanged(m) | Modified::Written(m)) => Ok((
+            m,
+            match new_model {
+                Some(_) => Published::Created,
+                None => Published::Updated,
+            },
+        )),
         Err(StoreError::Conflict(_)) => {
             Err(new_model
                 .as_ref()

@@ -3,7 +3,7 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -138,17 +138,21 @@ async fn delete_draft(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Applies the draft to its model (or creates the new model) atomically,
-/// audited, and removes the draft. 409 `version_conflict` if the model
-/// changed since the draft was taken.
+/// Applies the draft to its model (200) or creates the new model of a blank
+/// draft (201), atomically, audited, and removes the draft. 409
+/// `version_conflict` if the model changed since the draft was taken.
 #[utoipa::path(post, path = "/api/v1/drafts/{id}/publish", tag = "drafts", params(("id" = Uuid, Path)),
     security(("bearer" = []), ("api_key" = [])),
-    responses((status = 200, body = super::models::ModelBody), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 200, body = super::models::ModelBody), (status = 201, body = super::models::ModelBody), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn publish_draft(
     State(s): State<AppState>,
     Auth(p): Auth,
     IdPath(id): IdPath,
 ) -> ApiResult<Response> {
-    let model = drafts::publish(&s.store, &p, id).await?;
-    with_etag(&s, &p, model).await
+    let (model, published) = drafts::publish(&s.store, &p, id).await?;
+    let response = with_etag(&s, &p, model).await?;
+    Ok(match published {
+        drafts::Published::Created => (StatusCode::CREATED, response).into_response(),
+        drafts::Published::Updated => response,
+    })
 }

@@ -21,6 +21,10 @@ use modelplane_domain::audit::{diff, Actor, AuditAction, AuditEvent, EntityType}
 use modelplane_domain::model::{new_model, ModelCreate};
 use modelplane_domain::time::now;
 
+/// The server's allocator, as the `modelplane` binary has it.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 struct Args {
     /// Models to create each way.

@@ -392,7 +392,11 @@ async fn drafts_enforce_versions_and_publish_atomically(app: TestApp) {
         .await;
     assert_eq!(status, StatusCode::OK);
     let (status, created) = app.post(&format!("{bpath}/publish"), json!({})).await;
-    assert_eq!(status, StatusCode::OK, "{created}");
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "a blank draft creates its model: {created}"
+    );
     assert_eq!(created["model_id"], "fresh");
     let (status, discard) = app.post("/api/v1/drafts", json!({})).await;
     assert_eq!(status, StatusCode::CREATED, "{discard}");
