@@ -1,9 +1,10 @@
 //! Inventory benchmark: fills a SQLite inventory with N models (in 20
 //! departments, 50 of them used by agents), then measures list / filter /
 //! full-text search latency (p50, p95) of a page with its facets, and export
-//! throughput. Side by side in one run: the page alone straight from the
-//! store (the baseline), the page with its facets through the service, and
-//! the same request through the HTTP API. Not part of the test suite:
+//! throughput. Side by side in one run: the page and its total in SQL alone
+//! (the baseline: the store without its search index), the page straight
+//! from the store, the page with its facets through the service, and the
+//! same request through the HTTP API. Not part of the test suite:
 //!
 //!     cargo run --release -p modelplane-bench -- --models 1000000
 
@@ -386,6 +387,22 @@ async fn ensure_agents(
     Ok(())
 }
 
+/// This process's resident memory, from /proc (0 where there is none).
+fn rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+/// The server's allocator, as the `modelplane` binary has it.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -442,11 +459,12 @@ async fn main() -> anyhow::Result<()> {
         "merged the full-text index in {:.1} s",
         t.elapsed().as_secs_f64()
     );
-    let t = std::time::Instant::now();
+    let (t, before) = (std::time::Instant::now(), rss_mib());
     store.warm_search_index().await?;
     println!(
-        "loaded the search index in {:.1} s\n",
-        t.elapsed().as_secs_f64()
+        "loaded the search index in {:.1} s (process RSS {before:.0} → {:.0} MiB)\n",
+        t.elapsed().as_secs_f64(),
+        rss_mib()
     );
 
     let ctx = Ctx {
@@ -462,8 +480,10 @@ async fn main() -> anyhow::Result<()> {
         limits: Default::default(),
     };
     println!(
-        "{:<40} {:>11} {:>11} {:>11} {:>11} {:>11} {:>11}",
+        "{:<38} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
         "list scenario (limit 50)",
+        "SQL p50",
+        "SQL p95",
         "page p50",
         "page p95",
         "+facet p50",
@@ -471,6 +491,7 @@ async fn main() -> anyhow::Result<()> {
         "HTTP p50",
         "HTTP p95"
     );
+    let sql_store = store.without_search_index();
     for scenario in scenarios() {
         if args
             .only
@@ -483,6 +504,17 @@ async fn main() -> anyhow::Result<()> {
         let queries: Vec<(String, ModelFilter)> = (0..args.queries)
             .map(|_| (scenario.make)(&mut rng, &ctx))
             .collect();
+        // The baseline: the same page and total in SQL alone (no search
+        // index), over at most 20 of the queries (it takes seconds on some).
+        let mut sql = Vec::with_capacity(queries.len());
+        for (q, filter) in queries.iter().take(20) {
+            let offset = if q.contains("offset=100") { 100 } else { 0 };
+            let t = Instant::now();
+            sql_store
+                .list_models(org_id, filter, Page { limit: 50, offset })
+                .await?;
+            sql.push(t.elapsed());
+        }
         let mut page_only = Vec::with_capacity(queries.len());
         for (q, filter) in &queries {
             let offset = if q.contains("offset=100") { 100 } else { 0 };
@@ -520,12 +552,13 @@ async fn main() -> anyhow::Result<()> {
             resp.bytes().await?;
             http.push(t.elapsed());
         }
+        let (s50, s95) = percentiles(sql);
         let (p50, p95) = percentiles(page_only);
         let (d50, d95) = percentiles(direct);
         let (h50, h95) = percentiles(http);
         println!(
-            "{:<40} {:>8.2} ms {:>8.2} ms {:>8.2} ms {:>8.2} ms {:>8.2} ms {:>8.2} ms",
-            scenario.name, p50, p95, d50, d95, h50, h95
+            "{:<38} {s50:>7.2} ms {s95:>7.2} ms {p50:>7.2} ms {p95:>7.2} ms {d50:>7.2} ms {d95:>7.2} ms {h50:>7.2} ms {h95:>7.2} ms",
+            scenario.name
         );
     }
 

@@ -337,6 +337,15 @@ impl Store {
         Ok(())
     }
 
+    /// This store answering every list in SQL, without the search index:
+    /// the baseline the benchmarks compare the index with.
+    pub fn without_search_index(&self) -> Store {
+        Store {
+            search: None,
+            ..self.clone()
+        }
+    }
+
     /// Drops the org's search table, so it is read again from the rows.
     pub(crate) fn reload_search_index(&self, org_id: Uuid) {
         if let Some(index) = self.search.as_deref() {
