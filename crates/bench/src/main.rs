@@ -387,13 +387,14 @@ async fn ensure_agents(
     Ok(())
 }
 
-/// This process's resident memory, from /proc (0 where there is none).
+/// This process's resident anonymous memory (the heap, not the database
+/// file pages SQLite maps), from /proc (0 where there is none).
 fn rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .find_map(|l| l.strip_prefix("RssAnon:"))
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         })
         .map_or(0.0, |kib| kib / 1024.0)
@@ -462,8 +463,9 @@ async fn main() -> anyhow::Result<()> {
     let (t, before) = (std::time::Instant::now(), rss_mib());
     store.warm_search_index().await?;
     println!(
-        "loaded the search index in {:.1} s (process RSS {before:.0} → {:.0} MiB)\n",
+        "loaded the search index in {:.1} s: it holds {:.0} MiB (process heap {before:.0} → {:.0} MiB)\n",
         t.elapsed().as_secs_f64(),
+        store.search_index_bytes() as f64 / (1 << 20) as f64,
         rss_mib()
     );
 

@@ -44,7 +44,7 @@ use crate::{Backend, Result, Store, StoreError};
 pub(crate) use table::{fold_owner, Change, Entry, OrgTable, Query, Rows};
 
 /// Rows read per statement when a table loads.
-const LOAD_BATCH: i64 = 50_000;
+const LOAD_BATCH: i64 = 10_000;
 /// The log is pruned once this many applied rows sit in it…
 const PRUNE_AT: i64 = 50_000;
 /// …down to this many (kept for a second reader of the same file).
@@ -254,7 +254,8 @@ impl SearchIndex {
     }
 }
 
-/// Reads an org's whole table.
+/// Reads an org's whole table, in batches of ascending `seq`: while one
+/// batch is decoded and appended on a blocking thread, the next is read.
 async fn load(pool: &AnyPool, org_id: Uuid) -> Result<OrgTable> {
     let org = org_id.to_string();
     let links: Option<String> = sqlx::query_scalar(
@@ -264,33 +265,43 @@ async fn load(pool: &AnyPool, org_id: Uuid) -> Result<OrgTable> {
     .bind(org.clone())
     .fetch_one(pool)
     .await?;
-    let agents = agent_links(links)?;
-    let mut all = Vec::new();
+    let agents = Arc::new(agent_links(links)?);
+    let mut table = Some(OrgTable::default());
+    let mut appending: Option<tokio::task::JoinHandle<Result<OrgTable>>> = None;
     let mut after = i64::MIN;
     loop {
-        let (rows, last): (Option<String>, Option<i64>) = sqlx::query_as(
-            "SELECT json_group_array(json(e)), MAX(seq) FROM (SELECT seq, \
-             json_array(seq, risk_tier, validation_status, provider, owner, json(tags), \
-             json(department_ids)) AS e FROM models WHERE org_id = $1 AND seq > $2 \
-             ORDER BY seq LIMIT $3)",
+        let (rows, last, n): (Option<String>, Option<i64>, i64) = sqlx::query_as(
+            "SELECT json_group_array(json_array(seq, risk_tier, validation_status, provider, \
+             owner, json(tags), json(department_ids))), MAX(seq), COUNT(*) FROM (SELECT seq, \
+             risk_tier, validation_status, provider, owner, tags, department_ids FROM models \
+             WHERE org_id = $1 AND seq > $2 ORDER BY seq LIMIT $3)",
         )
         .bind(org.clone())
         .bind(after)
         .bind(LOAD_BATCH)
         .fetch_one(pool)
         .await?;
+        if let Some(busy) = appending.take() {
+            table = Some(busy.await.map_err(|e| corrupt("load", e))??);
+        }
         let Some(last) = last else { break };
-        let batch = entries(rows, &agents)?;
-        let done = (batch.len() as i64) < LOAD_BATCH;
-        all.extend(batch);
+        let (agents, mut into) = (agents.clone(), table.take().unwrap_or_default());
+        appending = Some(tokio::task::spawn_blocking(move || {
+            let batch = entries(rows, &agents)?;
+            into.apply(batch.into_iter().map(Change::Upsert).collect());
+            Ok(into)
+        }));
         after = last;
-        if done {
+        if n < LOAD_BATCH {
             break;
         }
     }
-    tokio::task::spawn_blocking(move || OrgTable::from_entries(all))
-        .await
-        .map_err(|e| corrupt("load", e))
+    if let Some(busy) = appending {
+        table = Some(busy.await.map_err(|e| corrupt("load", e))??);
+    }
+    let mut table = table.unwrap_or_default();
+    table.shrink();
+    Ok(table)
 }
 
 /// Deletes log rows up to `upto`, off the request path. Failure only leaves
@@ -335,6 +346,23 @@ impl Store {
                 .await?;
         }
         Ok(())
+    }
+
+    /// The bytes the search index's tables hold, over every loaded org.
+    pub fn search_index_bytes(&self) -> usize {
+        self.search.as_deref().map_or(0, |index| {
+            index
+                .orgs
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .values()
+                .map(|t| {
+                    t.read()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .heap_bytes()
+                })
+                .sum()
+        })
     }
 
     /// This store answering every list in SQL, without the search index:

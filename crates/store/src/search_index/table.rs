@@ -234,6 +234,7 @@ fn union(lists: &[&Vec<u32>]) -> Vec<u32> {
 
 impl OrgTable {
     /// A table of `entries`, in any order; a repeated `seq` keeps the last.
+    #[cfg(test)]
     pub(crate) fn from_entries(entries: Vec<Entry>) -> Self {
         let mut table = Self::default();
         table.apply(entries.into_iter().map(Change::Upsert).collect());
@@ -263,6 +264,38 @@ impl OrgTable {
             provider: self.provider_names.intern(e.provider),
             labels,
         }
+    }
+
+    /// The bytes the columns and posting lists hold (not the interned
+    /// strings, a few per distinct value).
+    pub(crate) fn heap_bytes(&self) -> usize {
+        let spilled: usize = self
+            .labels
+            .iter()
+            .filter(|l| l.spilled())
+            .map(|l| l.capacity() * 4)
+            .sum();
+        self.seqs.capacity() * 8
+            + self.tiers.capacity()
+            + self.statuses.capacity()
+            + self.providers.capacity() * 4
+            + self.labels.capacity() * std::mem::size_of::<Labels>()
+            + spilled
+            + self
+                .postings
+                .values()
+                .map(|p| p.capacity() * 4 + 48)
+                .sum::<usize>()
+    }
+
+    /// Gives back the spare capacity that growing left (after a load).
+    pub(crate) fn shrink(&mut self) {
+        self.seqs.shrink_to_fit();
+        self.tiers.shrink_to_fit();
+        self.statuses.shrink_to_fit();
+        self.providers.shrink_to_fit();
+        self.labels.shrink_to_fit();
+        self.postings.values_mut().for_each(Vec::shrink_to_fit);
     }
 
     /// Replaces the row at `i` (same seq), moving it between posting lists.
