@@ -582,15 +582,87 @@ fn to_map(facts: &ModelFacts) -> Map<String, Value> {
     }
 }
 
-fn from_map(map: Map<String, Value>) -> ModelFacts {
-    serde_json::from_value(Value::Object(map)).unwrap_or_default()
+/// What one field of an incoming record says next to the current facts.
+enum Incoming {
+    /// The record does not carry the field.
+    Silent,
+    /// The record carries the value the facts already hold.
+    Same,
+    /// The record carries another value.
+    Differs,
+}
+
+/// Typed access to the fields of [`ModelFacts`] by [`Field`], so a merge
+/// compares and copies values without a round trip through JSON maps (the
+/// fold of a million-record listing spent most of its time there). Values
+/// meet JSON only where a change is reported.
+macro_rules! fact_fields {
+    ($($variant:ident => $name:ident),* $(,)?) => {
+        /// How `incoming`'s value of `field` compares with `facts`'.
+        fn compare(field: Field, incoming: &ModelFacts, facts: &ModelFacts) -> Incoming {
+            match field {
+                $(Field::$variant => match &incoming.$name {
+                    None => Incoming::Silent,
+                    Some(value) if facts.$name.as_ref() == Some(value) => Incoming::Same,
+                    Some(_) => Incoming::Differs,
+                },)*
+            }
+        }
+
+        /// Copies `incoming`'s value of `field` into `facts`; returns the
+        /// value before and after, as JSON.
+        fn copy(field: Field, incoming: &ModelFacts, facts: &mut ModelFacts) -> (Value, Value) {
+            match field {
+                $(Field::$variant => {
+                    let before = json_of(&facts.$name);
+                    facts.$name = incoming.$name.clone();
+                    (before, json_of(&facts.$name))
+                })*
+            }
+        }
+
+        /// Every field, by JSON name: the order in which a merge reports
+        /// changes (the order of a JSON map of [`ModelFacts`]).
+        const FIELDS_BY_NAME: [Field; Field::ALL.len()] = [$(Field::$variant),*];
+    };
+}
+
+// By JSON name (a test checks the order and the names).
+fact_fields! {
+    Capabilities => capabilities,
+    ContextWindow => context_window,
+    DeprecationDate => deprecation_date,
+    Description => description,
+    DisplayName => display_name,
+    Downloads => downloads,
+    Family => family,
+    KnowledgeCutoff => knowledge_cutoff,
+    License => license,
+    Lifecycle => lifecycle,
+    LifecycleUrl => lifecycle_url,
+    Likes => likes,
+    MaxOutputTokens => max_output_tokens,
+    ModalitiesIn => modalities_in,
+    ModalitiesOut => modalities_out,
+    OpenWeights => open_weights,
+    ParameterCount => parameter_count,
+    Pricing => pricing,
+    ReleaseDate => release_date,
+    ReplacementModels => replacement_models,
+    ShutdownDate => shutdown_date,
+}
+
+/// A field's value as JSON (`null` when unset).
+fn json_of<T: Serialize>(value: &Option<T>) -> Value {
+    serde_json::to_value(value).unwrap_or(Value::Null)
 }
 
 /// Folds what `source` says (`incoming`) into the current facts of a catalog
 /// model. A field changes only when the source owns it ([`Field::rank`]), the
 /// field was not set by hand, and the source ranks at least as high as the
 /// one that set it last; a value equal to the current one changes nothing
-/// (provenance included), so an unchanged re-run writes nothing.
+/// (provenance included), so an unchanged re-run writes nothing. Changes are
+/// reported in the order of the fields' names.
 pub fn merge(
     current: &ModelFacts,
     provenance: &Provenance,
@@ -598,30 +670,32 @@ pub fn merge(
     source: Source,
     at: Timestamp,
 ) -> Merged {
-    let mut facts = to_map(current);
+    let mut facts = current.clone();
     let mut provenance = provenance.clone();
     let mut changes = Vec::new();
-    for (name, value) in to_map(incoming) {
-        let Some(field) = Field::parse(&name) else {
+    for field in FIELDS_BY_NAME {
+        let said = compare(field, incoming, &facts);
+        if matches!(said, Incoming::Silent) {
             continue;
-        };
+        }
         let Some(rank) = field.rank(source) else {
             continue;
         };
-        if let Some(origin) = provenance.get(&name) {
+        let name = field.as_str();
+        let holder = provenance.get(name);
+        if let Some(origin) = holder {
             if origin.source == MANUAL {
                 continue;
             }
-            let holder = Source::parse(&origin.source).and_then(|s| field.rank(s));
-            if origin.source != source.as_str() && holder.is_some_and(|h| h > rank) {
+            let held = Source::parse(&origin.source).and_then(|s| field.rank(s));
+            if origin.source != source.as_str() && held.is_some_and(|h| h > rank) {
                 continue;
             }
         }
-        let before = facts.get(&name).cloned().unwrap_or(Value::Null);
-        if before == value {
+        if matches!(said, Incoming::Same) {
             // The same value from a source that ranks higher: it now answers
             // for the field (provenance only, no change to report).
-            let holds = provenance.get(&name).is_some_and(|o| {
+            let holds = holder.is_some_and(|o| {
                 o.source == source.as_str()
                     || Source::parse(&o.source)
                         .and_then(|s| field.rank(s))
@@ -629,7 +703,7 @@ pub fn merge(
             });
             if !holds {
                 provenance.insert(
-                    name.clone(),
+                    name.to_owned(),
                     FieldOrigin {
                         source: source.as_str().to_owned(),
                         at,
@@ -638,22 +712,22 @@ pub fn merge(
             }
             continue;
         }
-        facts.insert(name.clone(), value.clone());
+        let (before, after) = copy(field, incoming, &mut facts);
         provenance.insert(
-            name.clone(),
+            name.to_owned(),
             FieldOrigin {
                 source: source.as_str().to_owned(),
                 at,
             },
         );
         changes.push(FieldChange {
-            field: name,
+            field: name.to_owned(),
             before,
-            after: value,
+            after,
         });
     }
     Merged {
-        facts: from_map(facts),
+        facts,
         provenance,
         changes,
     }
@@ -1093,6 +1167,63 @@ mod tests {
         let other = Provider::from_name("Some Lab_AI");
         assert_eq!(other.slug, "some-lab-ai");
         assert_eq!(other.name, "Some Lab_AI");
+    }
+
+    #[test]
+    fn fields_by_name_cover_every_field_in_name_order_under_its_json_name() {
+        let names: Vec<&str> = FIELDS_BY_NAME.iter().map(|f| f.as_str()).collect();
+        let mut sorted = names.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(names, sorted, "sorted by name, no repeats");
+        assert_eq!(names.len(), Field::ALL.len());
+        // Every field copies exactly the ModelFacts member of its JSON name.
+        let full: ModelFacts = serde_json::from_value(serde_json::json!({
+            "display_name": "d", "description": "d", "family": "f",
+            "modalities_in": ["text"], "modalities_out": ["text"],
+            "context_window": 1, "max_output_tokens": 1,
+            "pricing": {"input": 1.0, "currency": "USD"},
+            "capabilities": {"tools": true}, "open_weights": true,
+            "parameter_count": 1, "license": "l", "release_date": "2025-01-01",
+            "knowledge_cutoff": "2025-01-01", "lifecycle": "deprecated",
+            "deprecation_date": "2025-01-01", "shutdown_date": "2025-01-01",
+            "replacement_models": ["x"], "lifecycle_url": "u",
+            "downloads": 1, "likes": 1
+        }))
+        .expect("every field");
+        assert_eq!(to_map(&full).len(), Field::ALL.len());
+        for field in Field::ALL {
+            let mut facts = ModelFacts::default();
+            let (before, after) = copy(field, &full, &mut facts);
+            assert_eq!(before, Value::Null);
+            let map = to_map(&facts);
+            assert_eq!(map.len(), 1, "{field:?}");
+            assert_eq!(map.get(field.as_str()), Some(&after), "{field:?}");
+            assert!(matches!(compare(field, &full, &facts), Incoming::Same));
+            assert!(matches!(
+                compare(field, &ModelFacts::default(), &facts),
+                Incoming::Silent
+            ));
+        }
+    }
+
+    #[test]
+    fn merge_reports_changes_in_field_name_order() {
+        let incoming = ModelFacts {
+            release_date: Some("2025-01-01".into()),
+            display_name: Some("A".into()),
+            context_window: Some(10),
+            ..Default::default()
+        };
+        let m = merge(
+            &ModelFacts::default(),
+            &Provenance::new(),
+            &incoming,
+            Source::OpenaiApi,
+            at(1),
+        );
+        let fields: Vec<&str> = m.changes.iter().map(|c| c.field.as_str()).collect();
+        assert_eq!(fields, ["context_window", "display_name", "release_date"]);
     }
 
     #[test]

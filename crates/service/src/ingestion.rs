@@ -26,6 +26,7 @@ use modelplane_domain::time::{self, Timestamp};
 use modelplane_ingest::{PageSink, SourceClient, SourceError, SourceSettings};
 use modelplane_store::{Folded, Incoming, Store, StoreError};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -38,8 +39,16 @@ use crate::{Entity, Principal, ServiceError};
 /// run of another replica counts as interrupted.
 const HEARTBEAT: Duration = Duration::from_secs(10);
 const STALE_AFTER: Duration = Duration::from_secs(90);
-/// Records per apply transaction.
-const APPLY_BATCH: usize = 2000;
+/// Records per apply transaction: large enough that a bulk import dirties
+/// each page of the catalog's unordered indexes for many rows at a time and
+/// commits (and checkpoints) rarely; small enough that SQLite's write lock
+/// is held for about a second at most (measured at a million records).
+const APPLY_BATCH: usize = 10_000;
+/// Applied records after which PostgreSQL's statistics are refreshed first
+/// during a run (then after each doubling): a first import grows the catalog
+/// from nothing, and plans made for an empty table read the whole table for
+/// every batch's lookups.
+const FIRST_STATISTICS_AT: u64 = 10_000;
 
 /// When a source runs by itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -508,41 +517,39 @@ impl Ingestion {
             seen: seen.len() as i64,
             ..Default::default()
         };
-        let mut reader = BufReader::new(spool);
-        let mut batch = Vec::with_capacity(APPLY_BATCH);
+        // A thread reads and decodes the next batch while this one is written.
+        let (batches_tx, mut batches) = tokio::sync::mpsc::channel(1);
+        let reader = tokio::task::spawn_blocking(move || read_spool(spool, &batches_tx));
         let mut done = 0u64;
-        let mut line = String::new();
-        loop {
-            line.clear();
-            let n = reader
-                .read_line(&mut line)
-                .map_err(|e| format!("could not read the spool file: {e}"))?;
-            if n > 0 {
-                let spooled: Spooled =
-                    serde_json::from_str(&line).map_err(|e| format!("spool file corrupt: {e}"))?;
-                batch.push(spooled.into_incoming());
-            }
-            if batch.len() >= APPLY_BATCH || (n == 0 && !batch.is_empty()) {
-                let applied = store
-                    .ingest_batch(source, Some(run.id), now, &batch, |current, item| {
-                        fold(source, now, current, item)
-                    })
-                    .await
-                    .map_err(|e| format!("database error while applying: {e}"))?;
-                counts.added += applied.added;
-                counts.updated += applied.updated;
-                done += batch.len() as u64;
-                batch.clear();
-                if let Some(p) = &progress {
-                    p(Progress::Applying {
-                        done,
-                        total: changed,
-                    });
+        let mut statistics_at = FIRST_STATISTICS_AT;
+        while let Some(batch) = batches.recv().await {
+            let batch: Vec<Incoming> = batch?;
+            let applied = store
+                .ingest_batch(source, Some(run.id), now, &batch, |current, item| {
+                    fold(source, now, current, item)
+                })
+                .await
+                .map_err(|e| format!("database error while applying: {e}"))?;
+            counts.added += applied.added;
+            counts.updated += applied.updated;
+            done += batch.len() as u64;
+            if done >= statistics_at {
+                statistics_at = done.saturating_mul(2);
+                if let Err(e) = store.refresh_catalog_statistics().await {
+                    tracing::warn!(error = %e, "could not refresh the catalog's statistics");
                 }
             }
-            if n == 0 {
-                break;
+            if let Some(p) = &progress {
+                p(Progress::Applying {
+                    done,
+                    total: changed,
+                });
             }
+        }
+        match reader.await {
+            Ok(()) => {}
+            Err(join) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
+            Err(join) => return Err(format!("the spool reader stopped: {join}")),
         }
         if source.provider().is_some() {
             let keys = store
@@ -812,7 +819,9 @@ struct Spooled {
     model_id: String,
     facts: modelplane_domain::catalog::ModelFacts,
     aliases: Vec<modelplane_domain::catalog::Alias>,
-    raw: String,
+    /// The entry as JSON text, written and read verbatim (not as a string
+    /// that would be escaped and unescaped).
+    raw: Box<RawValue>,
     hash: String,
     credential: Option<String>,
 }
@@ -824,9 +833,53 @@ impl Spooled {
             model_id: self.model_id,
             facts: self.facts,
             aliases: self.aliases,
-            raw: self.raw,
+            raw: Box::<str>::from(self.raw).into_string(),
             hash: self.hash,
             credential: self.credential,
+        }
+    }
+}
+
+/// Reads the spooled records back in batches of [`APPLY_BATCH`] into
+/// `batches`; a read or decode error is sent as the last item. Stops early
+/// when the receiving side has gone.
+fn read_spool(
+    spool: std::fs::File,
+    batches: &tokio::sync::mpsc::Sender<std::result::Result<Vec<Incoming>, String>>,
+) {
+    let mut reader = BufReader::new(spool);
+    let mut line = String::new();
+    let mut batch = Vec::with_capacity(APPLY_BATCH);
+    loop {
+        line.clear();
+        let read = match reader.read_line(&mut line) {
+            Ok(n) => n,
+            Err(e) => {
+                let _ = batches.blocking_send(Err(format!("could not read the spool file: {e}")));
+                return;
+            }
+        };
+        if read > 0 {
+            match serde_json::from_str::<Spooled>(&line) {
+                Ok(spooled) => batch.push(spooled.into_incoming()),
+                Err(e) => {
+                    let _ = batches.blocking_send(Err(format!("spool file corrupt: {e}")));
+                    return;
+                }
+            }
+        }
+        let full = batch.len() >= APPLY_BATCH;
+        if full || (read == 0 && !batch.is_empty()) {
+            let next = Vec::with_capacity(APPLY_BATCH);
+            if batches
+                .blocking_send(Ok(std::mem::replace(&mut batch, next)))
+                .is_err()
+            {
+                return;
+            }
+        }
+        if read == 0 {
+            return;
         }
     }
 }
@@ -885,8 +938,9 @@ impl PageSink for RunSink {
             .await
             .map_err(|e| SourceError::Sink(format!("database error: {e}")))?;
         for (key, record) in page {
-            let raw = serde_json::to_string(&record.raw).unwrap_or_else(|_| "null".into());
-            let hash = record_hash(&record, &raw, self.credential.as_deref());
+            let raw = serde_json::value::to_raw_value(&record.raw)
+                .map_err(|e| SourceError::Sink(format!("could not spool a record: {e}")))?;
+            let hash = record_hash(&record, raw.get(), self.credential.as_deref());
             if stored
                 .get(&key)
                 .is_some_and(|s| s.hash == hash && s.missed_runs == 0)

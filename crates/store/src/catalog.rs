@@ -1,6 +1,6 @@
 //! The global catalog: models, aliases, per-source listings and history.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
@@ -215,20 +215,57 @@ const UPSERT_TAIL: &str = " ON CONFLICT (provider, model_id) DO UPDATE SET \
      listed = excluded.listed, last_seen_at = excluded.last_seen_at, \
      updated_at = excluded.updated_at";
 
-async fn upsert_models(tx: &mut Transaction<'static, Any>, models: &[&CatalogModel]) -> Result<()> {
-    for chunk in models.chunks(200) {
-        let mut sql = Sql::new(UPSERT_HEAD);
-        for (i, m) in chunk.iter().enumerate() {
-            if i > 0 {
-                sql.push(", ");
-            }
-            push_model_values(&mut sql, m)?;
+/// The multi-row upsert of some catalog models (at most 200: 4,000
+/// parameters).
+fn models_statement(models: &[&CatalogModel]) -> Result<Sql> {
+    let mut sql = Sql::new(UPSERT_HEAD);
+    for (i, m) in models.iter().enumerate() {
+        if i > 0 {
+            sql.push(", ");
         }
-        sql.push(UPSERT_TAIL);
-        let (text, args) = sql.build_for(crate::backend_of(tx));
-        sqlx::query_with(&text, args).execute(&mut **tx).await?;
+        push_model_values(&mut sql, m)?;
     }
-    Ok(())
+    sql.push(UPSERT_TAIL);
+    Ok(sql)
+}
+
+async fn upsert_models(tx: &mut Transaction<'static, Any>, models: &[&CatalogModel]) -> Result<()> {
+    execute_pipelined(
+        tx,
+        models.chunks(MODELS_PER_STATEMENT).map(models_statement),
+    )
+    .await
+}
+
+const MODELS_PER_STATEMENT: usize = 200;
+const LISTINGS_PER_STATEMENT: usize = 200;
+const ROWS_PER_STATEMENT: usize = 400;
+
+/// Runs statements in order, building each one while the database runs the
+/// one before: a statement goes to the connection (SQLite's worker thread,
+/// PostgreSQL's server) on the first poll of its future, so the JSON and
+/// parameters of the next are made meanwhile on this thread instead of
+/// after it.
+async fn execute_pipelined<I>(tx: &mut Transaction<'static, Any>, statements: I) -> Result<()>
+where
+    I: IntoIterator<Item = Result<Sql>>,
+{
+    let backend = crate::backend_of(tx);
+    let mut statements = statements.into_iter();
+    let Some(first) = statements.next() else {
+        return Ok(());
+    };
+    let mut current = first?.build_for(backend);
+    loop {
+        let (text, args) = current;
+        let run = sqlx::query_with(&text, args).execute(&mut **tx);
+        let (done, next) = futures::join!(run, async { statements.next() });
+        done?;
+        match next {
+            Some(statement) => current = statement?.build_for(backend),
+            None => return Ok(()),
+        }
+    }
 }
 
 /// One history row: which model, which run and source, what changed.
@@ -261,66 +298,64 @@ impl ChangeRow {
     }
 }
 
-async fn insert_changes(tx: &mut Transaction<'static, Any>, rows: &[ChangeRow]) -> Result<()> {
-    for chunk in rows.chunks(400) {
-        let mut sql = Sql::new(
-            "INSERT INTO catalog_changes (catalog_id, run_id, source, action, changes, at) VALUES ",
-        );
-        for (i, row) in chunk.iter().enumerate() {
-            if i > 0 {
-                sql.push(", ");
-            }
-            sql.push("(")
-                .bind(row.catalog_id.to_string())
-                .push(", ")
-                .bind(row.run_id)
-                .push(", ")
-                .bind(row.source.clone())
-                .push(", ")
-                .bind(row.action.as_str())
-                .push(", ")
-                .bind(row.changes.clone())
-                .push(", ")
-                .bind(micros(&row.at))
-                .push(")");
+fn changes_statement(rows: &[ChangeRow]) -> Result<Sql> {
+    let mut sql = Sql::new(
+        "INSERT INTO catalog_changes (catalog_id, run_id, source, action, changes, at) VALUES ",
+    );
+    for (i, row) in rows.iter().enumerate() {
+        if i > 0 {
+            sql.push(", ");
         }
-        let (text, args) = sql.build_for(crate::backend_of(tx));
-        sqlx::query_with(&text, args).execute(&mut **tx).await?;
+        sql.push("(")
+            .bind(row.catalog_id.to_string())
+            .push(", ")
+            .bind(row.run_id)
+            .push(", ")
+            .bind(row.source.clone())
+            .push(", ")
+            .bind(row.action.as_str())
+            .push(", ")
+            .bind(row.changes.clone())
+            .push(", ")
+            .bind(micros(&row.at))
+            .push(")");
     }
-    Ok(())
+    Ok(sql)
+}
+
+async fn insert_changes(tx: &mut Transaction<'static, Any>, rows: &[ChangeRow]) -> Result<()> {
+    execute_pipelined(tx, rows.chunks(ROWS_PER_STATEMENT).map(changes_statement)).await
+}
+
+fn aliases_statement(rows: &[(Uuid, Alias)]) -> Result<Sql> {
+    let mut sql =
+        Sql::new("INSERT INTO catalog_aliases (catalog_id, alias, source, normalized) VALUES ");
+    for (i, (id, alias)) in rows.iter().enumerate() {
+        if i > 0 {
+            sql.push(", ");
+        }
+        sql.push("(")
+            .bind(id.to_string())
+            .push(", ")
+            .bind(alias.alias.clone())
+            .push(", ")
+            .bind(alias.source.clone())
+            .push(", ")
+            .bind(modelplane_domain::catalog::normalize(&alias.alias))
+            .push(")");
+    }
+    sql.push(" ON CONFLICT DO NOTHING");
+    Ok(sql)
 }
 
 async fn insert_aliases(tx: &mut Transaction<'static, Any>, rows: &[(Uuid, Alias)]) -> Result<()> {
-    for chunk in rows.chunks(400) {
-        let mut sql =
-            Sql::new("INSERT INTO catalog_aliases (catalog_id, alias, source, normalized) VALUES ");
-        for (i, (id, alias)) in chunk.iter().enumerate() {
-            if i > 0 {
-                sql.push(", ");
-            }
-            sql.push("(")
-                .bind(id.to_string())
-                .push(", ")
-                .bind(alias.alias.clone())
-                .push(", ")
-                .bind(alias.source.clone())
-                .push(", ")
-                .bind(modelplane_domain::catalog::normalize(&alias.alias))
-                .push(")");
-        }
-        sql.push(" ON CONFLICT DO NOTHING");
-        let (text, args) = sql.build_for(crate::backend_of(tx));
-        sqlx::query_with(&text, args).execute(&mut **tx).await?;
-    }
-    Ok(())
+    execute_pipelined(tx, rows.chunks(ROWS_PER_STATEMENT).map(aliases_statement)).await
 }
 
-async fn ensure_providers(
-    tx: &mut Transaction<'static, Any>,
-    slugs: &BTreeSet<String>,
-) -> Result<()> {
+/// The insert of the providers a batch names (None when it names none).
+fn providers_statement(slugs: &BTreeSet<String>) -> Option<Sql> {
     if slugs.is_empty() {
-        return Ok(());
+        return None;
     }
     let mut sql = Sql::new("INSERT INTO catalog_providers (slug, name) VALUES ");
     for (i, slug) in slugs.iter().enumerate() {
@@ -337,9 +372,60 @@ async fn ensure_providers(
             .push(")");
     }
     sql.push(" ON CONFLICT DO NOTHING");
-    let (text, args) = sql.build_for(crate::backend_of(tx));
-    sqlx::query_with(&text, args).execute(&mut **tx).await?;
-    Ok(())
+    Some(sql)
+}
+
+async fn ensure_providers(
+    tx: &mut Transaction<'static, Any>,
+    slugs: &BTreeSet<String>,
+) -> Result<()> {
+    execute_pipelined(tx, providers_statement(slugs).map(Ok)).await
+}
+
+/// One listing row of a batch: the source and the record, its key, the
+/// model it folded into, the credentials that have seen it, and when.
+struct ListingRow<'a> {
+    source: Source,
+    item: &'a Incoming,
+    key: String,
+    catalog_id: Uuid,
+    seen_by: Vec<String>,
+    at: Timestamp,
+}
+
+fn listings_statement(rows: &[ListingRow<'_>]) -> Result<Sql> {
+    let mut sql = Sql::new(
+        "INSERT INTO catalog_listings (source, model_key, catalog_id, hash, raw, credentials, \
+         missed_runs, first_listed_at, changed_at) VALUES ",
+    );
+    for (i, row) in rows.iter().enumerate() {
+        if i > 0 {
+            sql.push(", ");
+        }
+        sql.push("(")
+            .bind(row.source.as_str())
+            .push(", ")
+            .bind(row.key.clone())
+            .push(", ")
+            .bind(row.catalog_id.to_string())
+            .push(", ")
+            .bind(row.item.hash.clone())
+            .push(", ")
+            .bind(row.item.raw.clone())
+            .push(", ")
+            .bind(json(&row.seen_by, "credentials")?)
+            .push(", 0, ")
+            .bind(micros(&row.at))
+            .push(", ")
+            .bind(micros(&row.at))
+            .push(")");
+    }
+    sql.push(
+        " ON CONFLICT (source, model_key) DO UPDATE SET hash = excluded.hash, \
+         raw = excluded.raw, credentials = excluded.credentials, missed_runs = 0, \
+         changed_at = excluded.changed_at, catalog_id = excluded.catalog_id",
+    );
+    Ok(sql)
 }
 
 impl Store {
@@ -682,30 +768,40 @@ impl Store {
             .collect()
     }
 
-    /// The listing hashes a source stored for `keys`.
+    /// The listing hashes a source stored for `keys`. The database renders
+    /// the rows of each chunk as one JSON array: decoding a row through the
+    /// `Any` driver costs more than reading it, and a run compares every
+    /// record of a listing.
     pub async fn listing_states(
         &self,
         source: Source,
         keys: &[String],
     ) -> Result<HashMap<String, ListingState>> {
         let mut out = HashMap::with_capacity(keys.len());
-        for chunk in keys.chunks(900) {
-            let mut sql = Sql::new(
-                "SELECT model_key, hash, missed_runs FROM catalog_listings WHERE source = ",
-            );
+        for chunk in keys.chunks(1000) {
+            let mut sql = Sql::new(match self.backend {
+                Backend::Sqlite => {
+                    "SELECT json_group_array(json_array(model_key, hash, missed_runs)) \
+                     FROM catalog_listings WHERE source = "
+                }
+                Backend::Postgres => {
+                    "SELECT json_agg(json_build_array(model_key, hash, missed_runs))::text \
+                     FROM catalog_listings WHERE source = "
+                }
+            });
             sql.bind(source.as_str())
                 .push(" AND model_key IN ")
                 .bind_list(chunk.iter().cloned());
             let (text, args) = sql.build_for(self.backend);
-            let rows = sqlx::query_with(&text, args).fetch_all(&self.pool).await?;
-            for r in &rows {
-                out.insert(
-                    rows::text(r, "model_key")?,
-                    ListingState {
-                        hash: rows::text(r, "hash")?,
-                        missed_runs: rows::int(r, "missed_runs")?,
-                    },
-                );
+            let rows: Option<String> = sqlx::query_scalar_with(&text, args)
+                .fetch_one(&self.pool)
+                .await?;
+            // json_agg of no rows is NULL.
+            let Some(rows) = rows else { continue };
+            let rows: Vec<(String, String, i64)> = serde_json::from_str(&rows)
+                .map_err(|e| StoreError::Corrupt(format!("listing states: {e}")))?;
+            for (key, hash, missed_runs) in rows {
+                out.insert(key, ListingState { hash, missed_runs });
             }
         }
         Ok(out)
@@ -777,13 +873,14 @@ impl Store {
         let credentials = self.listing_credentials(&mut tx, source, batch).await?;
         let mut counts = BatchCounts::default();
         let mut written_ids: Vec<Uuid> = Vec::new();
+        let mut written: HashSet<Uuid> = HashSet::new();
         let mut changes = Vec::new();
         let mut aliases = Vec::new();
         let mut providers = BTreeSet::new();
         let mut listings = Vec::with_capacity(batch.len());
         for item in batch {
             let key = item.key();
-            let current = target.get(&key).and_then(|id| latest.get(id)).cloned();
+            let current = target.get(&key).and_then(|id| latest.remove(id));
             let folded = fold(current, item);
             match folded.action {
                 Some(ChangeAction::Added) => counts.added += 1,
@@ -802,7 +899,7 @@ impl Store {
                         now,
                     )?);
                 }
-                if !written_ids.contains(&id) {
+                if written.insert(id) {
                     written_ids.push(id);
                 }
             }
@@ -822,53 +919,32 @@ impl Store {
             if let Some(c) = &item.credential {
                 seen_by.insert(c.clone());
             }
-            listings.push((key.clone(), id, seen_by.into_iter().collect::<Vec<_>>()));
+            listings.push(ListingRow {
+                source,
+                item,
+                key: key.clone(),
+                catalog_id: id,
+                seen_by: seen_by.into_iter().collect(),
+                at: now,
+            });
             target.insert(key, id);
             latest.insert(id, folded.model);
         }
-        ensure_providers(&mut tx, &providers).await?;
-        let written: Vec<&CatalogModel> =
+        let models: Vec<&CatalogModel> =
             written_ids.iter().filter_map(|id| latest.get(id)).collect();
-        upsert_models(&mut tx, &written).await?;
-        insert_aliases(&mut tx, &aliases).await?;
-        insert_changes(&mut tx, &changes).await?;
-        for (chunk_items, chunk_listings) in batch.chunks(200).zip(listings.chunks(200)) {
-            let mut sql = Sql::new(
-                "INSERT INTO catalog_listings (source, model_key, catalog_id, hash, raw, credentials, \
-                 missed_runs, first_listed_at, changed_at) VALUES ",
+        // Every statement of the batch, each built while the one before runs.
+        let statements = providers_statement(&providers)
+            .map(Ok)
+            .into_iter()
+            .chain(models.chunks(MODELS_PER_STATEMENT).map(models_statement))
+            .chain(aliases.chunks(ROWS_PER_STATEMENT).map(aliases_statement))
+            .chain(changes.chunks(ROWS_PER_STATEMENT).map(changes_statement))
+            .chain(
+                listings
+                    .chunks(LISTINGS_PER_STATEMENT)
+                    .map(listings_statement),
             );
-            for (i, (item, (key, id, seen_by))) in
-                chunk_items.iter().zip(chunk_listings).enumerate()
-            {
-                if i > 0 {
-                    sql.push(", ");
-                }
-                sql.push("(")
-                    .bind(source.as_str())
-                    .push(", ")
-                    .bind(key.clone())
-                    .push(", ")
-                    .bind(id.to_string())
-                    .push(", ")
-                    .bind(item.hash.clone())
-                    .push(", ")
-                    .bind(item.raw.clone())
-                    .push(", ")
-                    .bind(json(seen_by, "credentials")?)
-                    .push(", 0, ")
-                    .bind(micros(&now))
-                    .push(", ")
-                    .bind(micros(&now))
-                    .push(")");
-            }
-            sql.push(
-                " ON CONFLICT (source, model_key) DO UPDATE SET hash = excluded.hash, \
-                 raw = excluded.raw, credentials = excluded.credentials, missed_runs = 0, \
-                 changed_at = excluded.changed_at, catalog_id = excluded.catalog_id",
-            );
-            let (text, args) = sql.build_for(self.backend);
-            sqlx::query_with(&text, args).execute(&mut *tx).await?;
-        }
+        execute_pipelined(&mut tx, statements).await?;
         tx.commit().await?;
         Ok(counts)
     }

@@ -48,6 +48,20 @@ impl Store {
         Ok(())
     }
 
+    /// Refreshes PostgreSQL's statistics of the tables an ingestion run
+    /// looks records up in, for a run that grows them a lot: lookups planned
+    /// with the statistics of a far smaller table read all of it. SQLite
+    /// needs nothing here (it takes the unique index for those lookups
+    /// without statistics; `optimize` follows the run).
+    pub async fn refresh_catalog_statistics(&self) -> Result<()> {
+        if self.backend == Backend::Postgres {
+            sqlx::query("ANALYZE catalog_models, catalog_listings")
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
+    }
+
     /// The full-text indexes `optimize_search` merges (none on PostgreSQL).
     pub fn search_indexes(&self) -> &'static [&'static str] {
         match self.backend {

@@ -33,6 +33,11 @@ use modelplane_domain::catalog::Source;
 use modelplane_domain::ingestion::RunTrigger;
 use modelplane_service::ingestion::Ingestion;
 
+/// The allocator `modelplane` itself runs with, so the engine is measured as
+/// it runs there.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A catalog query scenario: its label and how to draw one query string.
 type Scenario = (&'static str, fn(&mut StdRng) -> String);
 
