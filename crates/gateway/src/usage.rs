@@ -3,11 +3,17 @@
 //! the channel is full or the database refuses a batch, records go to an
 //! append-only spill file (JSON lines) that is replayed once the database
 //! takes writes again. Shutdown drains the channel and flushes.
+//!
+//! The request path never touches a file: a record that finds the channel
+//! full goes to the overflow thread, which appends whatever has gathered as
+//! one write and one `fdatasync`, so a database that falls behind under load
+//! costs each request a channel send, not a disk flush.
 
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc as std_mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use modelplane_domain::usage::UsageRecord;
 use modelplane_store::Store;
@@ -22,6 +28,10 @@ const BATCH_MAX: usize = 2_000;
 const BATCH_WAIT: Duration = Duration::from_millis(100);
 /// How often a spill file is retried.
 const REPLAY_EVERY: Duration = Duration::from_secs(5);
+/// Records per append of the overflow thread.
+const OVERFLOW_BATCH_MAX: usize = 10_000;
+/// Spilling under sustained load is logged at most this often.
+const SPILL_WARN_EVERY: Duration = Duration::from_secs(5);
 
 const SPILL_FILE: &str = "usage-spill.jsonl";
 const REPLAYING_FILE: &str = "usage-spill.replaying.jsonl";
@@ -30,18 +40,42 @@ const REPLAYING_FILE: &str = "usage-spill.replaying.jsonl";
 pub struct UsageRecorder {
     tx: mpsc::Sender<UsageRecord>,
     spill: Arc<Spill>,
+    overflow: std_mpsc::Sender<Overflow>,
+    /// Set once shutdown has synced the overflow thread for the last time:
+    /// later records are appended by their sender.
+    closed: Arc<AtomicBool>,
     stop: Arc<Mutex<Option<oneshot::Sender<()>>>>,
     task: Arc<Mutex<Option<JoinHandle<()>>>>,
+}
+
+/// What the overflow thread is handed.
+enum Overflow {
+    Record(UsageRecord),
+    /// Answered once everything sent before it is in the spill file.
+    Sync(oneshot::Sender<()>),
 }
 
 /// The spill directory and the lock that serialises its file operations.
 struct Spill {
     dir: PathBuf,
     lock: Mutex<()>,
+    /// Records spilled since the last warning, and when that was.
+    warned: Mutex<(usize, Option<Instant>)>,
 }
 
 impl Spill {
+    fn new(dir: PathBuf) -> Spill {
+        Spill {
+            dir,
+            lock: Mutex::new(()),
+            warned: Mutex::new((0, None)),
+        }
+    }
+
     fn append(&self, records: &[UsageRecord]) {
+        if records.is_empty() {
+            return;
+        }
         let Ok(_guard) = self.lock.lock() else { return };
         let path = self.dir.join(SPILL_FILE);
         let result = (|| -> std::io::Result<()> {
@@ -59,11 +93,7 @@ impl Spill {
             file.sync_data()
         })();
         match result {
-            Ok(()) => tracing::warn!(
-                records = records.len(),
-                file = %path.display(),
-                "usage records spilled to disk; they are replayed when the database takes writes"
-            ),
+            Ok(()) => self.warn_spilled(records.len(), &path),
             Err(e) => tracing::error!(
                 records = records.len(),
                 file = %path.display(),
@@ -71,6 +101,24 @@ impl Spill {
                 "usage records could not be spilled"
             ),
         }
+    }
+
+    /// Says that records spilled: at once the first time, then at most every
+    /// [`SPILL_WARN_EVERY`] with the count since.
+    fn warn_spilled(&self, n: usize, path: &Path) {
+        let Ok(mut warned) = self.warned.lock() else {
+            return;
+        };
+        warned.0 += n;
+        if warned.1.is_some_and(|at| at.elapsed() < SPILL_WARN_EVERY) {
+            return;
+        }
+        tracing::warn!(
+            records = warned.0,
+            file = %path.display(),
+            "usage records spilled to disk; they are replayed when the database takes writes"
+        );
+        *warned = (0, Some(Instant::now()));
     }
 
     /// Moves the spill file aside for replay (unless a replay file is left
@@ -86,6 +134,30 @@ impl Spill {
             return Some(replaying);
         }
         None
+    }
+}
+
+/// The overflow thread: appends what the request path could not queue, as
+/// much as has gathered per write. It ends when every sender is gone.
+fn overflow_thread(spill: Arc<Spill>, rx: std_mpsc::Receiver<Overflow>) {
+    let mut batch = Vec::new();
+    let mut acks = Vec::new();
+    while let Ok(first) = rx.recv() {
+        let mut next = Some(first);
+        while let Some(msg) = next.take() {
+            match msg {
+                Overflow::Record(r) => batch.push(r),
+                Overflow::Sync(ack) => acks.push(ack),
+            }
+            if batch.len() < OVERFLOW_BATCH_MAX {
+                next = rx.try_recv().ok();
+            }
+        }
+        spill.append(&batch);
+        batch.clear();
+        for ack in acks.drain(..) {
+            let _ = ack.send(());
+        }
     }
 }
 
@@ -107,37 +179,68 @@ fn read_spill(path: &Path) -> std::io::Result<Vec<UsageRecord>> {
 }
 
 impl UsageRecorder {
-    /// Starts the writer task. Left-over spill files of an earlier run are
-    /// replayed first.
+    /// Starts the writer task and the overflow thread. Left-over spill files
+    /// of an earlier run are replayed first.
     pub fn start(store: Store, spill_dir: PathBuf) -> UsageRecorder {
-        let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
-        let spill = Arc::new(Spill {
-            dir: spill_dir,
-            lock: Mutex::new(()),
-        });
+        Self::start_with_capacity(store, spill_dir, CHANNEL_CAPACITY)
+    }
+
+    fn start_with_capacity(store: Store, spill_dir: PathBuf, capacity: usize) -> UsageRecorder {
+        let (tx, rx) = mpsc::channel(capacity);
+        let spill = Arc::new(Spill::new(spill_dir));
+        let (overflow, overflow_rx) = std_mpsc::channel();
+        let thread_spill = spill.clone();
+        if let Err(e) = std::thread::Builder::new()
+            .name("usage-overflow".into())
+            .spawn(move || overflow_thread(thread_spill, overflow_rx))
+        {
+            // Without the thread every send fails and the sender appends.
+            tracing::error!(error = %e, "cannot start the usage overflow thread");
+        }
         let (stop_tx, stop_rx) = oneshot::channel();
         let task = tokio::spawn(writer(store, rx, spill.clone(), stop_rx));
         UsageRecorder {
             tx,
             spill,
+            overflow,
+            closed: Arc::new(AtomicBool::new(false)),
             stop: Arc::new(Mutex::new(Some(stop_tx))),
             task: Arc::new(Mutex::new(Some(task))),
         }
     }
 
-    /// Hands a record over; never waits. A full channel spills it to disk.
+    /// Hands a record over; never waits and never touches a file while the
+    /// recorder runs. A full channel sends it to the overflow thread.
     pub fn record(&self, record: UsageRecord) {
-        match self.tx.try_send(record) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(r) | mpsc::error::TrySendError::Closed(r)) => {
-                self.spill.append(std::slice::from_ref(&r));
-            }
+        let record = match self.tx.try_send(record) {
+            Ok(()) => return,
+            Err(mpsc::error::TrySendError::Full(r) | mpsc::error::TrySendError::Closed(r)) => r,
+        };
+        if self.closed.load(Ordering::Acquire) {
+            self.spill.append(std::slice::from_ref(&record));
+            return;
+        }
+        if let Err(std_mpsc::SendError(Overflow::Record(r))) =
+            self.overflow.send(Overflow::Record(record))
+        {
+            self.spill.append(std::slice::from_ref(&r));
+        }
+    }
+
+    /// Waits until every record handed to the overflow thread so far is in
+    /// the spill file.
+    async fn sync_overflow(&self) {
+        let (ack, done) = oneshot::channel();
+        if self.overflow.send(Overflow::Sync(ack)).is_ok() {
+            let _ = done.await;
         }
     }
 
     /// Stops taking records (later ones spill), writes every queued one
-    /// (or spills it) and waits for the writer.
+    /// (or spills it) and waits for the writer. What overflowed is in the
+    /// spill file first, so the writer's last replay takes it in.
     pub async fn shutdown(&self) {
+        self.sync_overflow().await;
         let stop = self.stop.lock().ok().and_then(|mut s| s.take());
         if let Some(stop) = stop {
             let _ = stop.send(());
@@ -146,6 +249,11 @@ impl UsageRecorder {
         if let Some(task) = task {
             let _ = task.await;
         }
+        // Records that overflowed while the writer finished are in the
+        // file for the next start; from here senders append themselves.
+        self.sync_overflow().await;
+        self.closed.store(true, Ordering::Release);
+        self.sync_overflow().await;
     }
 }
 
@@ -243,5 +351,105 @@ async fn replay(store: &Store, spill: &Spill) {
         tracing::error!(error = %e, file = %path.display(), "cannot remove the replayed spill file");
     } else if !records.is_empty() {
         tracing::info!(records = records.len(), "usage spill replayed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Utc;
+    use modelplane_domain::usage::{Endpoint, UsageStatus};
+    use modelplane_store::UsageFilter;
+    use uuid::Uuid;
+
+    fn record(org_id: Uuid) -> UsageRecord {
+        UsageRecord {
+            id: Uuid::now_v7(),
+            org_id,
+            key_id: Uuid::now_v7(),
+            user_id: None,
+            endpoint: Endpoint::ChatCompletions,
+            requested_model: "gpt-4o".into(),
+            route: None,
+            upstream: None,
+            upstream_model: None,
+            status: UsageStatus::Ok,
+            http_status: 200,
+            stream: false,
+            prompt_tokens: Some(3),
+            completion_tokens: Some(2),
+            total_tokens: Some(5),
+            cost_usd: None,
+            latency_ms: 1.0,
+            ttft_ms: None,
+            attempts: 1,
+            error: None,
+            created_at: Utc::now(),
+        }
+    }
+
+    async fn store(dir: &Path) -> Store {
+        let url = format!("sqlite://{}", dir.join("usage.db").display());
+        let store = Store::connect(&url).await.expect("connect");
+        store.migrate().await.expect("migrate");
+        store
+    }
+
+    async fn stored(store: &Store, org_id: Uuid) -> i64 {
+        store
+            .usage_totals(org_id, &UsageFilter::default(), None)
+            .await
+            .expect("totals")
+            .values()
+            .map(|t| t.requests)
+            .sum()
+    }
+
+    fn spilled_lines(dir: &Path) -> usize {
+        std::fs::read_to_string(dir.join(SPILL_FILE)).map_or(0, |s| s.lines().count())
+    }
+
+    // The current-thread runtime does not run the writer while the loop
+    // sends, so a channel of one takes one record and the rest overflow.
+    #[tokio::test]
+    async fn records_that_find_the_channel_full_go_to_the_spill_file_and_are_all_stored_at_shutdown(
+    ) {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let store = store(tmp.path()).await;
+        let org = Uuid::now_v7();
+        let recorder = UsageRecorder::start_with_capacity(store.clone(), tmp.path().into(), 1);
+        for _ in 0..3_000 {
+            recorder.record(record(org));
+        }
+        recorder.shutdown().await;
+        assert_eq!(
+            stored(&store, org).await,
+            3_000,
+            "nothing lost, nothing doubled"
+        );
+        assert!(!tmp.path().join(SPILL_FILE).exists());
+        assert!(!tmp.path().join(REPLAYING_FILE).exists());
+    }
+
+    #[tokio::test]
+    async fn a_record_after_shutdown_is_appended_and_replayed_by_the_next_start() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let store = store(tmp.path()).await;
+        let org = Uuid::now_v7();
+        let recorder = UsageRecorder::start(store.clone(), tmp.path().into());
+        recorder.record(record(org));
+        recorder.shutdown().await;
+        assert_eq!(stored(&store, org).await, 1);
+
+        recorder.record(record(org));
+        assert_eq!(
+            spilled_lines(tmp.path()),
+            1,
+            "appended at once, no thread to wait for"
+        );
+        let next = UsageRecorder::start(store.clone(), tmp.path().into());
+        next.shutdown().await;
+        assert_eq!(stored(&store, org).await, 2);
+        assert_eq!(spilled_lines(tmp.path()), 0);
     }
 }
