@@ -49,6 +49,10 @@ pub struct UsageRecorder {
 }
 
 /// What the overflow thread is handed.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "nearly every message is a record; boxing would allocate for each"
+)]
 enum Overflow {
     Record(UsageRecord),
     /// Answered once everything sent before it is in the spill file.
