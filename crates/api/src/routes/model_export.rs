@@ -2,6 +2,8 @@
 //! section flattened, its departments and agents by name, and its catalog
 //! entry. Streamed in batches like the summary export.
 
+use std::borrow::Cow;
+
 use axum::body::{Body, Bytes};
 use axum::response::Response;
 use futures::StreamExt;
@@ -63,52 +65,55 @@ fn num<T: ToString>(v: Option<T>) -> String {
 }
 
 /// The full row of one model: the summary columns, then `FULL_COLUMNS`.
-fn full_record(row: &ExportRow, framework: RiskFramework) -> Vec<String> {
+fn full_record(row: &ExportRow, framework: RiskFramework) -> Vec<Cow<'_, str>> {
     let m = &row.model;
     let catalog = row.catalog.as_ref();
     let eff: ModelSections = m.sections.effective(catalog);
     let pricing = eff.pricing.as_ref();
     let list = |v: &Option<Vec<String>>| join(v.clone().unwrap_or_default());
     let mut record = summary_record(m, framework);
-    record.extend([
-        num(m.catalog_id),
-        catalog.map(|c| c.provider.clone()).unwrap_or_default(),
-        catalog.map(|c| c.model_id.clone()).unwrap_or_default(),
-        catalog
-            .map(|c| c.lifecycle().as_str().to_owned())
-            .unwrap_or_default(),
-        num(catalog.and_then(|c| c.facts.context_window)),
-        num(catalog.and_then(|c| c.facts.max_output_tokens)),
-        join(row.departments.iter().map(|(id, _)| id.to_string())),
-        join(row.departments.iter().map(|(_, name)| name.clone())),
-        join(row.agents.iter().map(|(id, _)| id.to_string())),
-        join(row.agents.iter().map(|(_, name)| name.clone())),
-        join(m.sections.set_names().into_iter().map(str::to_owned)),
-        list(&eff.aliases),
-        json_or_empty(&eff.descriptions),
-        json_or_empty(&eff.values),
-        join(eff.providers.iter().flatten().map(|p| match &p.model_id {
-            Some(id) => format!("{}:{id}", p.provider),
-            None => p.provider.clone(),
-        })),
-        json_or_empty(&eff.flags),
-        join(eff.modalities.iter().flat_map(|m| m.input.clone())),
-        join(eff.modalities.iter().flat_map(|m| m.output.clone())),
-        join(
-            eff.temperature_levels
-                .iter()
-                .flatten()
-                .map(|l| format!("{}={}", l.name, l.value)),
-        ),
-        list(&eff.reasoning_levels),
-        list(&eff.qualities),
-        list(&eff.voices),
-        num(pricing.and_then(|p| p.input)),
-        num(pricing.and_then(|p| p.output)),
-        num(pricing.and_then(|p| p.cached_input)),
-        pricing.map(|p| p.currency.clone()).unwrap_or_default(),
-        num(catalog.and_then(|c| c.facts.open_weights)),
-    ]);
+    record.extend(
+        [
+            num(m.catalog_id),
+            catalog.map(|c| c.provider.clone()).unwrap_or_default(),
+            catalog.map(|c| c.model_id.clone()).unwrap_or_default(),
+            catalog
+                .map(|c| c.lifecycle().as_str().to_owned())
+                .unwrap_or_default(),
+            num(catalog.and_then(|c| c.facts.context_window)),
+            num(catalog.and_then(|c| c.facts.max_output_tokens)),
+            join(row.departments.iter().map(|(id, _)| id.to_string())),
+            join(row.departments.iter().map(|(_, name)| name.clone())),
+            join(row.agents.iter().map(|(id, _)| id.to_string())),
+            join(row.agents.iter().map(|(_, name)| name.clone())),
+            join(m.sections.set_names().into_iter().map(str::to_owned)),
+            list(&eff.aliases),
+            json_or_empty(&eff.descriptions),
+            json_or_empty(&eff.values),
+            join(eff.providers.iter().flatten().map(|p| match &p.model_id {
+                Some(id) => format!("{}:{id}", p.provider),
+                None => p.provider.clone(),
+            })),
+            json_or_empty(&eff.flags),
+            join(eff.modalities.iter().flat_map(|m| m.input.clone())),
+            join(eff.modalities.iter().flat_map(|m| m.output.clone())),
+            join(
+                eff.temperature_levels
+                    .iter()
+                    .flatten()
+                    .map(|l| format!("{}={}", l.name, l.value)),
+            ),
+            list(&eff.reasoning_levels),
+            list(&eff.qualities),
+            list(&eff.voices),
+            num(pricing.and_then(|p| p.input)),
+            num(pricing.and_then(|p| p.output)),
+            num(pricing.and_then(|p| p.cached_input)),
+            pricing.map(|p| p.currency.clone()).unwrap_or_default(),
+            num(catalog.and_then(|c| c.facts.open_weights)),
+        ]
+        .map(Cow::Owned),
+    );
     record
 }
 
@@ -170,7 +175,7 @@ pub(super) async fn full_export(
                 let batch = batch.map_err(|e| to_io(e.to_string()))?;
                 let mut w = csv_writer();
                 for row in &batch {
-                    w.write_record(full_record(row, framework))
+                    w.write_record(full_record(row, framework).iter().map(|f| f.as_bytes()))
                         .map_err(|e| to_io(e.to_string()))?;
                 }
                 w.into_inner()

@@ -1,3 +1,4 @@
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
@@ -492,38 +493,45 @@ pub(super) fn csv_writer() -> csv::Writer<Vec<u8>> {
         .from_writer(Vec::new())
 }
 
-/// The summary columns of one model, in `CSV_COLUMNS` order.
-pub(super) fn summary_record(m: &Model, framework: RiskFramework) -> Vec<String> {
-    let text = |v: &Option<String>| v.clone().unwrap_or_default();
-    vec![
-        m.id.to_string(),
-        m.model_id.clone(),
-        m.provider.clone(),
-        m.display_name.clone(),
-        m.risk_tier.as_str().to_owned(),
-        m.validation_status.as_str().to_owned(),
+/// The summary columns of one model, in `CSV_COLUMNS` order; text fields are
+/// borrowed, so a row costs the formatted ids and times, not a copy of each.
+pub(super) fn summary_record(m: &Model, framework: RiskFramework) -> Vec<Cow<'_, str>> {
+    fn text(v: &Option<String>) -> Cow<'_, str> {
+        Cow::Borrowed(v.as_deref().unwrap_or_default())
+    }
+    let mut row = Vec::with_capacity(CSV_COLUMNS.len() + 32);
+    row.extend([
+        Cow::Owned(m.id.to_string()),
+        Cow::Borrowed(m.model_id.as_str()),
+        Cow::Borrowed(m.provider.as_str()),
+        Cow::Borrowed(m.display_name.as_str()),
+        Cow::Borrowed(m.risk_tier.as_str()),
+        Cow::Borrowed(m.validation_status.as_str()),
         text(&m.owner),
         text(&m.description),
-        serde_json::to_string(&m.tags).unwrap_or_else(|_| "{}".to_owned()),
-        ts(&m.last_seen_at),
-        ts(&Some(m.created_at)),
-        ts(&Some(m.updated_at)),
+        Cow::Owned(serde_json::to_string(&m.tags).unwrap_or_else(|_| "{}".to_owned())),
+        Cow::Owned(ts(&m.last_seen_at)),
+        Cow::Owned(ts(&Some(m.created_at))),
+        Cow::Owned(ts(&Some(m.updated_at))),
         text(&m.intended_use),
         text(&m.limitations),
         text(&m.developer),
         text(&m.validator),
         text(&m.vendor),
-        ts(&m.last_validated_at),
-        ts(&m.next_review_at),
-        m.version.to_string(),
-        framework.as_str().to_owned(),
-    ]
+        Cow::Owned(ts(&m.last_validated_at)),
+        Cow::Owned(ts(&m.next_review_at)),
+        Cow::Owned(m.version.to_string()),
+        Cow::Borrowed(framework.as_str()),
+    ]);
+    row
 }
 
 fn csv_chunk(models: &[Model], framework: RiskFramework) -> Result<Bytes, csv::Error> {
-    let mut w = csv_writer();
+    let mut w = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::CRLF)
+        .from_writer(Vec::with_capacity(models.len() * 320));
     for m in models {
-        w.write_record(summary_record(m, framework))?;
+        w.write_record(summary_record(m, framework).iter().map(|f| f.as_bytes()))?;
     }
     w.into_inner()
         .map(Bytes::from)
