@@ -810,7 +810,12 @@ impl Store {
     /// full-text match does not carry them.
     fn push_row_filters(&self, sql: &mut Sql, org_id: Uuid, filter: &ModelFilter) {
         if let Some(owner) = &filter.owner {
-            sql.push(" AND lower(owner) = ").bind(owner.to_lowercase());
+            // Both sides through the database's own `lower()`: SQLite's
+            // folds ASCII only, and a value folded here by Unicode rules
+            // would miss an owner spelled exactly like it (`ÉVA`).
+            sql.push(" AND lower(owner) = lower(")
+                .bind(owner.clone())
+                .push(")");
         }
         if let Some(model) = &filter.model_ref {
             sql.push(" AND (models.id = ")

@@ -34,6 +34,11 @@ fn filters(depts: &[String], agents: &[String]) -> Vec<String> {
         "search=delta&provider=OPEN".into(),
         "owner=Ann@Example.com".into(),
         "owner=bob@example.com&validation_status=draft".into(),
+        // `ÉVA` and `Éva` are one owner to SQLite's ASCII folding, `éva`
+        // another there (one to PostgreSQL's): list and export must agree.
+        "owner=%C3%89VA@Example.com".into(),
+        "owner=%C3%89va@example.com".into(),
+        "owner=%C3%A9va@example.com".into(),
         "tag=env:prod".into(),
         "tag=env:prod&tag=team:risk".into(),
         "tag=env:nowhere".into(),
@@ -170,7 +175,7 @@ async fn indexed_lists_agree_with_the_sql_export_through_every_kind_of_write(app
             "model_id": format!("m{i:02}-{}", words[0]),
             "provider": providers[i % 3],
             "risk_tier": tiers[i % 4],
-            "owner": owners[i % 3],
+            "owner": if i % 6 == 5 { "ÉVA@Example.com" } else { owners[i % 3] },
             "description": words.join(" "),
             "tags": tags,
             "department_ids": dept_ids,

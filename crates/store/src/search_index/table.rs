@@ -117,9 +117,11 @@ pub(crate) struct Query {
     pub agents: Vec<Uuid>,
 }
 
-/// How an owner is compared: case folded, so `Team@X` finds `team@x`.
+/// How an owner is compared: ASCII case folded, so `Team@X` finds `team@x`,
+/// exactly as SQLite's `lower()` compares it in the SQL that answers the
+/// same filter (exports, lists without the index): both must agree.
 pub(crate) fn fold_owner(owner: &str) -> String {
-    owner.to_lowercase()
+    owner.to_ascii_lowercase()
 }
 
 /// A [`Query`] in the table's interned ids.
