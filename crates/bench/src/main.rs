@@ -406,6 +406,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // As the server does: SQLite allocates through mimalloc.
+    modelplane::sqlite_alloc::use_mimalloc();
     let args = Args::parse();
     let tmp = tempfile::tempdir()?;
     let path = args

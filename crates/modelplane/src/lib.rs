@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod inspect;
+pub mod sqlite_alloc;
 pub mod telemetry;
 
 use std::net::SocketAddr;

@@ -156,6 +156,8 @@ async fn purge_when_idle() {
 }
 
 fn main() -> anyhow::Result<()> {
+    // Before anything opens a database.
+    modelplane::sqlite_alloc::use_mimalloc();
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -78,6 +78,8 @@ struct Outcome {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // As the server does: SQLite allocates through mimalloc.
+    modelplane::sqlite_alloc::use_mimalloc();
     let args = Args::parse();
     let tmp = tempfile::tempdir()?;
     let url = args

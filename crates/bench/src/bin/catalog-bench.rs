@@ -362,6 +362,8 @@ async fn bench_backend(
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // As the server does: SQLite allocates through mimalloc.
+    modelplane::sqlite_alloc::use_mimalloc();
     let args = Args::parse();
     println!(
         "modelplane catalog benchmark — {} Hugging Face records, pages of {PAGE}",

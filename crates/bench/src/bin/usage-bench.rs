@@ -251,6 +251,8 @@ async fn measure(server: &Server, path: &str, samples: usize) -> anyhow::Result<
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // As the server does: SQLite allocates through mimalloc.
+    modelplane::sqlite_alloc::use_mimalloc();
     let args = Args::parse();
     let tmp = tempfile::tempdir()?;
     let url = match (&args.database_url, &args.db) {
