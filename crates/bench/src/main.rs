@@ -400,6 +400,24 @@ fn rss_mib() -> f64 {
         .map_or(0.0, |kib| kib / 1024.0)
 }
 
+/// How long `store` takes for the page (and total) of each query.
+async fn time_pages(
+    store: &modelplane_store::Store,
+    org_id: Uuid,
+    queries: &[(String, ModelFilter)],
+) -> anyhow::Result<Vec<std::time::Duration>> {
+    let mut times = Vec::with_capacity(queries.len());
+    for (q, filter) in queries {
+        let offset = if q.contains("offset=100") { 100 } else { 0 };
+        let t = Instant::now();
+        store
+            .list_models(org_id, filter, Page { limit: 50, offset })
+            .await?;
+        times.push(t.elapsed());
+    }
+    Ok(times)
+}
+
 /// The server's allocator, as the `modelplane` binary has it.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -510,24 +528,8 @@ async fn main() -> anyhow::Result<()> {
             .collect();
         // The baseline: the same page and total in SQL alone (no search
         // index), over at most 20 of the queries (it takes seconds on some).
-        let mut sql = Vec::with_capacity(queries.len());
-        for (q, filter) in queries.iter().take(20) {
-            let offset = if q.contains("offset=100") { 100 } else { 0 };
-            let t = Instant::now();
-            sql_store
-                .list_models(org_id, filter, Page { limit: 50, offset })
-                .await?;
-            sql.push(t.elapsed());
-        }
-        let mut page_only = Vec::with_capacity(queries.len());
-        for (q, filter) in &queries {
-            let offset = if q.contains("offset=100") { 100 } else { 0 };
-            let t = Instant::now();
-            store
-                .list_models(org_id, filter, Page { limit: 50, offset })
-                .await?;
-            page_only.push(t.elapsed());
-        }
+        let sql = time_pages(&sql_store, org_id, &queries[..queries.len().min(20)]).await?;
+        let page_only = time_pages(&store, org_id, &queries).await?;
         let mut direct = Vec::with_capacity(queries.len());
         for (q, filter) in &queries {
             let offset = if q.contains("offset=100") { 100 } else { 0 };

@@ -160,7 +160,7 @@ pub(super) async fn full_export(
     };
     match format {
         ExportFormat::Csv => {
-            let mut header = csv_writer();
+            let mut header = csv_writer(0);
             let columns: Vec<&str> = CSV_COLUMNS
                 .iter()
                 .chain(FULL_COLUMNS.iter())
@@ -173,7 +173,7 @@ pub(super) async fn full_export(
             let header = header.into_inner().map(Bytes::from).unwrap_or_default();
             let rows = batches.map(move |batch| {
                 let batch = batch.map_err(|e| to_io(e.to_string()))?;
-                let mut w = csv_writer();
+                let mut w = csv_writer(0);
                 for row in &batch {
                     w.write_record(full_record(row, framework).iter().map(|f| f.as_bytes()))
                         .map_err(|e| to_io(e.to_string()))?;

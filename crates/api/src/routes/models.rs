@@ -487,10 +487,11 @@ pub(super) fn ts(t: &Option<chrono::DateTime<chrono::Utc>>) -> String {
         .unwrap_or_default()
 }
 
-pub(super) fn csv_writer() -> csv::Writer<Vec<u8>> {
+/// An RFC 4180 writer into memory, with room for `bytes` of output.
+pub(super) fn csv_writer(bytes: usize) -> csv::Writer<Vec<u8>> {
     csv::WriterBuilder::new()
         .terminator(csv::Terminator::CRLF)
-        .from_writer(Vec::new())
+        .from_writer(Vec::with_capacity(bytes))
 }
 
 /// The summary columns of one model, in `CSV_COLUMNS` order; text fields are
@@ -499,8 +500,7 @@ pub(super) fn summary_record(m: &Model, framework: RiskFramework) -> Vec<Cow<'_,
     fn text(v: &Option<String>) -> Cow<'_, str> {
         Cow::Borrowed(v.as_deref().unwrap_or_default())
     }
-    let mut row = Vec::with_capacity(CSV_COLUMNS.len() + 32);
-    row.extend([
+    vec![
         Cow::Owned(m.id.to_string()),
         Cow::Borrowed(m.model_id.as_str()),
         Cow::Borrowed(m.provider.as_str()),
@@ -522,14 +522,11 @@ pub(super) fn summary_record(m: &Model, framework: RiskFramework) -> Vec<Cow<'_,
         Cow::Owned(ts(&m.next_review_at)),
         Cow::Owned(m.version.to_string()),
         Cow::Borrowed(framework.as_str()),
-    ]);
-    row
+    ]
 }
 
 fn csv_chunk(models: &[Model], framework: RiskFramework) -> Result<Bytes, csv::Error> {
-    let mut w = csv::WriterBuilder::new()
-        .terminator(csv::Terminator::CRLF)
-        .from_writer(Vec::with_capacity(models.len() * 320));
+    let mut w = csv_writer(models.len() * 320);
     for m in models {
         w.write_record(summary_record(m, framework).iter().map(|f| f.as_bytes()))?;
     }
@@ -592,7 +589,7 @@ async fn export_models(
     };
     let (content_type, extension, body) = match format {
         ExportFormat::Csv => {
-            let mut header = csv_writer();
+            let mut header = csv_writer(0);
             // Writing into memory cannot fail; if it ever did, it is our bug.
             header.write_record(CSV_COLUMNS).map_err(|e| {
                 tracing::error!(error = %e, "could not write the CSV header");

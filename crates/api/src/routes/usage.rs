@@ -498,7 +498,7 @@ fn usage_record(r: &UsageRecord) -> [String; 21] {
 }
 
 fn csv_chunk(records: &[UsageRecord]) -> Result<Bytes, csv::Error> {
-    let mut w = csv_writer();
+    let mut w = csv_writer(0);
     for r in records {
         w.write_record(usage_record(r))?;
     }
@@ -521,7 +521,7 @@ async fn export_usage(
     ApiQuery(q): ApiQuery<UsageExportQuery>,
 ) -> ApiResult<Response> {
     let batches = usage::export(&s.store, &p, q.filters())?;
-    let mut header = csv_writer();
+    let mut header = csv_writer(0);
     // Writing into memory cannot fail; if it ever did, it is our bug.
     header.write_record(USAGE_CSV_COLUMNS).map_err(|e| {
         tracing::error!(error = %e, "could not write the CSV header");
