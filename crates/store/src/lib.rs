@@ -154,42 +154,15 @@ impl Store {
             Backend::Postgres => url.to_owned(),
         };
         let options = AnyConnectOptions::from_str(&url)?;
-        let pool = AnyPoolOptions::new()
-            .max_connections(match backend {
+        let pool = pool_options(
+            backend,
+            match backend {
                 Backend::Sqlite => 8,
                 Backend::Postgres => 16,
-            })
-            .acquire_timeout(Duration::from_secs(10))
-            .after_connect(move |conn, _meta| {
-                Box::pin(async move {
-                    if backend == Backend::Postgres {
-                        // Plan every statement with the table sizes of the
-                        // moment: a generic plan cached while a table was
-                        // empty (a first bulk import) stays a sequential scan
-                        // for the life of the connection.
-                        conn.execute("SET plan_cache_mode = force_custom_plan")
-                            .await?;
-                    }
-                    if backend == Backend::Sqlite {
-                        // Checkpoints at 64 MiB of WAL: each one fsyncs twice,
-                        // and at 16 MiB a bulk write (a catalog import) paid
-                        // about as much for them as for its inserts. Reads map
-                        // the file (up to 16 GiB; the build raises SQLite's
-                        // 2 GiB cap): an export of a million models (a 4 GB
-                        // file) ran 40 % faster than through `pread` copies.
-                        conn.execute(
-                            "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; \
-                             PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL; \
-                             PRAGMA cache_size = -32768; PRAGMA mmap_size = 17179869184; \
-                             PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = 16384;",
-                        )
-                        .await?;
-                    }
-                    Ok(())
-                })
-            })
-            .connect_with(options)
-            .await?;
+            },
+        )
+        .connect_with(options)
+        .await?;
         let search = (backend == Backend::Sqlite).then(Default::default);
         Ok(Self {
             pool,
@@ -200,6 +173,28 @@ impl Store {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// A second handle on the same database with a pool of its own, for a
+    /// background writer: its connections are opened by (and, on SQLite,
+    /// their worker threads spawned from) the thread that first uses it, so
+    /// they inherit that thread's scheduling. The pool opens lazily, as that
+    /// thread's runtime is not this one. An in-memory SQLite database
+    /// without a shared cache cannot be opened twice: it gets this handle.
+    pub fn background_handle(&self, max_connections: u32) -> Store {
+        let options = self.pool.connect_options();
+        let private_memory = self.backend == Backend::Sqlite && {
+            let url = options.database_url.as_str();
+            url.contains(":memory:") && !url.contains("cache=shared")
+        };
+        if private_memory {
+            return self.clone();
+        }
+        Store {
+            pool: pool_options(self.backend, max_connections).connect_lazy_with((*options).clone()),
+            backend: self.backend,
+            search: None,
+        }
     }
 
     /// Applies the backend's pending migrations.
@@ -376,6 +371,42 @@ fn prepare_sqlite_url(url: &str) -> Result<String> {
         format!("{query}&mode=rwc")
     };
     Ok(format!("sqlite://{path}?{query}"))
+}
+
+/// The pool settings of every store handle: each connection is set up the
+/// same way, whoever opens it.
+fn pool_options(backend: Backend, max_connections: u32) -> AnyPoolOptions {
+    AnyPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(10))
+        .after_connect(move |conn, _meta| {
+            Box::pin(async move {
+                if backend == Backend::Postgres {
+                    // Plan every statement with the table sizes of the
+                    // moment: a generic plan cached while a table was
+                    // empty (a first bulk import) stays a sequential scan
+                    // for the life of the connection.
+                    conn.execute("SET plan_cache_mode = force_custom_plan")
+                        .await?;
+                }
+                if backend == Backend::Sqlite {
+                    // Checkpoints at 64 MiB of WAL: each one fsyncs twice,
+                    // and at 16 MiB a bulk write (a catalog import) paid
+                    // about as much for them as for its inserts. Reads map
+                    // the file (up to 16 GiB; the build raises SQLite's
+                    // 2 GiB cap): an export of a million models (a 4 GB
+                    // file) ran 40 % faster than through `pread` copies.
+                    conn.execute(
+                        "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; \
+                         PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL; \
+                         PRAGMA cache_size = -32768; PRAGMA mmap_size = 17179869184; \
+                         PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = 16384;",
+                    )
+                    .await?;
+                }
+                Ok(())
+            })
+        })
 }
 
 /// The backend a transaction runs on.
