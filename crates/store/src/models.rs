@@ -731,21 +731,18 @@ impl Store {
         ids.iter().map(|id| rows::parse_uuid(id)).collect()
     }
 
-    /// The distinct providers of an org, read by walking the
-    /// `(org_id, provider)` index one seek per provider.
+    /// The distinct providers of an org's models.
     pub async fn model_providers(&self, org_id: Uuid) -> Result<Vec<String>> {
-        let rows: Vec<Option<String>> = sqlx::query_scalar(
-            "WITH RECURSIVE p(v) AS ( \
-               SELECT (SELECT MIN(provider) FROM models WHERE org_id = $1) \
-               UNION ALL \
-               SELECT (SELECT MIN(provider) FROM models WHERE org_id = $1 AND provider > p.v) \
-               FROM p WHERE p.v IS NOT NULL \
-             ) SELECT v FROM p WHERE v IS NOT NULL",
+        // From the trigger-kept counts, a few rows per provider: SQLite has
+        // no (org, provider) index on the models since migration 0015.
+        let rows: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT provider FROM model_counts WHERE org_id = $1 AND n > 0 \
+             ORDER BY provider",
         )
         .bind(org_id.to_string())
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.into_iter().flatten().collect())
+        Ok(rows)
     }
 
     async fn resolve_providers(&self, org_id: Uuid, filter: &ModelFilter) -> Result<Providers> {
@@ -942,6 +939,12 @@ impl Store {
         let total = self.count_models(org_id, filter, &providers).await?;
         if total <= page.offset {
             return Ok((total, Vec::new()));
+        }
+        if let Some(index) = self.page_index_for(filter) {
+            let models = self
+                .indexed_page(index, org_id, filter, providers, page)
+                .await?;
+            return Ok((total, models));
         }
         let list = if self.backend == Backend::Sqlite && filter.search.is_some() {
             // Walk the full-text matches in list order (their rowid is -seq, so

@@ -8,7 +8,11 @@
 //! matches tens of thousands of models. In memory it is a few nanoseconds a
 //! row: the full-text index gives the matching `seq`s in one string, the
 //! table counts, tallies and cuts the page, and the page's rows are read by
-//! `seq`.
+//! `seq`. Lists filtered by tier, status or provider alone take their total
+//! and facets from the trigger-kept summary tables and only their page from
+//! here, so the SQL indexes such lists (and owner lists) had used are not
+//! kept on SQLite (migration 0015): each cost every model write a B-tree
+//! insert.
 //!
 //! Never stale: migration `0014` makes every write that changes what the
 //! index holds append the model's `seq` to `inventory_changes`, in the
@@ -304,6 +308,22 @@ async fn load(pool: &AnyPool, org_id: Uuid) -> Result<OrgTable> {
     Ok(table)
 }
 
+/// What `filter` asks of an org's table, its providers resolved.
+fn query_of(filter: &ModelFilter, providers: Providers) -> Query {
+    Query {
+        tier: filter.risk_tier,
+        status: filter.validation_status,
+        providers: match providers {
+            Providers::Any => None,
+            Providers::OneOf(list) => Some(list),
+        },
+        owner: filter.owner.as_deref().map(fold_owner),
+        tags: filter.tags.clone(),
+        departments: filter.department_ids.clone(),
+        agents: filter.agent_ids.clone(),
+    }
+}
+
 /// Deletes log rows up to `upto`, off the request path. Failure only leaves
 /// them for the next prune.
 fn prune(pool: AnyPool, upto: i64) {
@@ -319,12 +339,45 @@ fn prune(pool: AnyPool, upto: i64) {
 }
 
 impl Store {
-    /// The search index, when this filter is one it answers: filters that
-    /// neither the summary counts nor a single index serve well (full text,
-    /// owner, tags, departments, agents), on SQLite.
+    /// The search index, when this filter is one it answers in full (total,
+    /// page and facets): filters that neither the summary counts nor a
+    /// single index serve well (full text, owner, tags, departments,
+    /// agents), on SQLite.
     pub(crate) fn search_index_for(&self, filter: &ModelFilter) -> Option<&SearchIndex> {
         let index = self.search.as_deref()?;
         (filter.model_ref.is_none() && !Self::summary_only(filter)).then_some(index)
+    }
+
+    /// The search index, for the page of a list whose total and facets the
+    /// summary tables answer (tier, status, provider or no filter), on
+    /// SQLite: migration 0015 dropped the SQL indexes such pages had used.
+    pub(crate) fn page_index_for(&self, filter: &ModelFilter) -> Option<&SearchIndex> {
+        let index = self.search.as_deref()?;
+        (filter.model_ref.is_none() && Self::summary_only(filter)).then_some(index)
+    }
+
+    /// One page of the org's models under `filter`, newest first, cut from
+    /// the search index without counting the rest.
+    pub(crate) async fn indexed_page(
+        &self,
+        index: &SearchIndex,
+        org_id: Uuid,
+        filter: &ModelFilter,
+        providers: Providers,
+        page: Page,
+    ) -> Result<Vec<Model>> {
+        let table = index.table(&self.pool, org_id).await?;
+        let query = query_of(filter, providers);
+        let seqs = tokio::task::spawn_blocking(move || {
+            table.read().unwrap_or_else(PoisonError::into_inner).page(
+                &query,
+                page.offset as u64,
+                page.limit as u64,
+            )
+        })
+        .await
+        .map_err(|e| corrupt("page", e))?;
+        self.models_by_seq(org_id, &seqs).await
     }
 
     /// Loads the tables of the orgs with large inventories (small ones load
@@ -406,18 +459,7 @@ impl Store {
             None => None,
         };
         let table = index.table(&self.pool, org_id).await?;
-        let query = Query {
-            tier: filter.risk_tier,
-            status: filter.validation_status,
-            providers: match providers {
-                Providers::Any => None,
-                Providers::OneOf(list) => Some(list),
-            },
-            owner: filter.owner.as_deref().map(fold_owner),
-            tags: filter.tags.clone(),
-            departments: filter.department_ids.clone(),
-            agents: filter.agent_ids.clone(),
-        };
+        let query = query_of(filter, providers);
         let (offset, limit) = page.map_or((0, 0), |p| (p.offset as u64, p.limit as u64));
         let outcome = tokio::task::spawn_blocking(move || {
             let table = table.read().unwrap_or_else(PoisonError::into_inner);

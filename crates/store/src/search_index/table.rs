@@ -598,6 +598,44 @@ impl OrgTable {
         }
         counter.finish(self)
     }
+
+    /// The `seq`s of one page of the rows `q` selects, newest first,
+    /// walking only as far as the page ends: no total and no tallies, for
+    /// lists whose counts the summary tables hold.
+    pub(crate) fn page(&self, q: &Query, offset: u64, limit: u64) -> Vec<i64> {
+        let Some(compiled) = self.compile(q) else {
+            return Vec::new();
+        };
+        let end = offset.saturating_add(limit);
+        let mut seen = 0u64;
+        let mut page = Vec::new();
+        let mut visit = |i: usize| {
+            if self.matches(&compiled, i) {
+                if seen >= offset && seen < end {
+                    page.push(self.seqs[i]);
+                }
+                seen += 1;
+            }
+            seen < end
+        };
+        match self.narrowest(&compiled) {
+            Some(positions) => {
+                for p in positions.iter().rev() {
+                    if !visit(*p as usize) {
+                        break;
+                    }
+                }
+            }
+            None => {
+                for i in (0..self.seqs.len()).rev() {
+                    if !visit(i) {
+                        break;
+                    }
+                }
+            }
+        }
+        page
+    }
 }
 
 /// The running total, page and tallies of one query.
@@ -997,5 +1035,56 @@ mod tests {
                 assert_eq!(cands.tallies, all.tallies);
             }
         }
+    }
+
+    // The page-only walk stops at the page's end, so it must cut exactly the
+    // page the counting query cuts, for every filter, offset and limit.
+    #[test]
+    fn a_page_without_counting_is_the_page_the_counting_query_cuts() {
+        let tiers = [
+            RiskTier::Tier1,
+            RiskTier::Tier2,
+            RiskTier::Tier3,
+            RiskTier::Tier4,
+        ];
+        let statuses = [ValidationStatus::Draft, ValidationStatus::Validated];
+        let entries: Vec<Entry> = (1..=300)
+            .map(|seq| Entry {
+                tier: tiers[(seq % 4) as usize],
+                status: statuses[(seq % 3 % 2) as usize],
+                provider: ["openai", "anthropic", "meta"][(seq % 5 % 3) as usize].into(),
+                owner: (seq % 7 == 0).then(|| "Ops@Example.com".to_owned()),
+                ..entry(seq)
+            })
+            .collect();
+        let t = OrgTable::from_entries(entries);
+        let queries = [
+            Query::default(),
+            Query {
+                tier: Some(RiskTier::Tier2),
+                ..Query::default()
+            },
+            Query {
+                tier: Some(RiskTier::Tier1),
+                status: Some(ValidationStatus::Validated),
+                providers: Some(vec!["meta".into(), "openai".into()]),
+                ..Query::default()
+            },
+            Query {
+                owner: Some(fold_owner("ops@example.com")),
+                ..Query::default()
+            },
+            Query {
+                providers: Some(vec!["nobody".into()]),
+                ..Query::default()
+            },
+        ];
+        for q in &queries {
+            for (offset, limit) in [(0, 10), (5, 7), (40, 50), (290, 50), (0, 0), (1_000, 5)] {
+                let counted = t.query(q, Rows::All, offset, limit, false).page;
+                assert_eq!(t.page(q, offset, limit), counted, "{q:?} {offset} {limit}");
+            }
+        }
+        assert!(!t.page(&queries[1], 0, 10).is_empty());
     }
 }
