@@ -278,8 +278,8 @@ impl UsageRecorder {
 /// behind it waited up to a slice: 2 ms at the gateway's p99 at
 /// concurrency 1, against 1 ms at idle priority. Once it falls behind (a
 /// full batch still queued after the one it took), it writes at normal
-/// priority through the shared pool until it has caught up, so a load that
-/// leaves no CPU idle never starves it into spilling.
+/// priority through a second connection of its own until it has caught up,
+/// so a load that leaves no CPU idle never starves it into spilling.
 fn writer_thread(
     store: Store,
     rx: mpsc::Receiver<UsageRecord>,
@@ -299,16 +299,20 @@ fn writer_thread(
     };
     let idle = set_idle_priority(true);
     runtime.block_on(async move {
-        // Opened here, at idle priority, so its connections are too.
+        // Both handles belong to this runtime (a PostgreSQL connection's
+        // socket is bound to the runtime that opened it), and each opens its
+        // connection lazily from this thread, which `Lanes::pick` has put at
+        // that lane's priority: the connection's thread inherits it.
         let mut lanes = Lanes {
             idle: idle.then(|| store.background_handle(1)),
-            normal: store,
+            normal: store.background_handle(1),
             behind: false,
         };
         writer(&mut lanes, rx, spill, stop).await;
         if let Some(idle) = &lanes.idle {
             idle.close().await;
         }
+        lanes.normal.close().await;
     });
     let _ = done.send(());
 }
@@ -318,7 +322,7 @@ struct Lanes {
     /// A connection of its own at idle priority (None where the platform
     /// has no such priority, or it was refused).
     idle: Option<Store>,
-    /// The server's shared pool, at normal priority.
+    /// A connection of its own at normal priority.
     normal: Store,
     /// Whether the writer runs at normal priority now.
     behind: bool,
