@@ -176,11 +176,12 @@ impl Store {
     }
 
     /// A second handle on the same database with a pool of its own, for a
-    /// background writer: its connections are opened by (and, on SQLite,
-    /// their worker threads spawned from) the thread that first uses it, so
-    /// they inherit that thread's scheduling. The pool opens lazily, as that
-    /// thread's runtime is not this one. An in-memory SQLite database
-    /// without a shared cache cannot be opened twice: it gets this handle.
+    /// background writer (its reads do not use the search index). The pool
+    /// opens lazily: each connection is opened by (and, on SQLite, its
+    /// worker thread spawned from) the thread that acquires it, so it
+    /// inherits that thread's scheduling priority. Call it on the runtime
+    /// that will use it. An in-memory SQLite database without a shared
+    /// cache cannot be opened twice: it gets this handle.
     pub fn background_handle(&self, max_connections: u32) -> Store {
         let options = self.pool.connect_options();
         let private_memory = self.backend == Backend::Sqlite && {
