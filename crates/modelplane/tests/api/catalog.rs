@@ -805,7 +805,77 @@ both_backends!(
     catalog_filters_search_and_sort,
     inventory_models_link_to_the_catalog_and_inherit_its_facts,
     prices_are_kept_whether_or_not_the_model_before_had_one,
+    sorted_searches_page_alike_whether_their_matches_are_dense_or_sparse,
 );
+
+/// A sorted search over many matches walks the sort key's index (SQLite),
+/// over few it sorts the matches: both must give the order, totals and
+/// pages of the sort itself, models without the value last.
+async fn sorted_searches_page_alike_whether_their_matches_are_dense_or_sparse(app: TestApp) {
+    // (model_id, downloads, context window, rare) in creation order.
+    let models: Vec<(String, Option<i64>, i64, bool)> = (0..120)
+        .map(|i: i64| {
+            let downloads = (i % 10 != 9).then_some(i * 37 % 1000);
+            (
+                format!("sortprobe-{i:03}"),
+                downloads,
+                1000 * (i % 8),
+                i % 40 == 0,
+            )
+        })
+        .collect();
+    for (id, downloads, context, rare) in &models {
+        let words = if *rare { "common rare" } else { "common" };
+        add(
+            &app,
+            json!({"provider": "huggingface", "model_id": id, "facts": {
+                "description": words, "downloads": downloads, "context_window": context}}),
+        )
+        .await;
+    }
+    // Downloads high to low; without downloads last, newest first.
+    let expected = |keep: &dyn Fn(&(String, Option<i64>, i64, bool)) -> bool| -> Vec<String> {
+        let mut rows: Vec<(usize, &(String, Option<i64>, i64, bool))> =
+            models.iter().enumerate().filter(|(_, m)| keep(m)).collect();
+        rows.sort_by(|(ia, a), (ib, b)| match (a.1, b.1) {
+            (Some(x), Some(y)) => y.cmp(&x).then(ib.cmp(ia)),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => ib.cmp(ia),
+        });
+        rows.into_iter().map(|(_, m)| m.0.clone()).collect()
+    };
+    async fn pages(app: &TestApp, query: &str, limit: usize) -> (i64, Vec<String>) {
+        let mut all = Vec::new();
+        let mut total = 0;
+        for offset in (0..130).step_by(limit) {
+            let (status, body) = app
+                .get(&format!(
+                    "/api/v1/catalog/models?{query}&sort=-downloads&limit={limit}&offset={offset}"
+                ))
+                .await;
+            assert_eq!(status, StatusCode::OK, "{query}: {body}");
+            total = body["total"].as_i64().expect("total");
+            all.extend(
+                body["models"]
+                    .as_array()
+                    .expect("models")
+                    .iter()
+                    .map(|m| m["model_id"].as_str().expect("id").to_owned()),
+            );
+        }
+        (total, all)
+    }
+    let dense = expected(&|_| true);
+    assert_eq!(pages(&app, "search=common", 20).await, (120, dense));
+    let dense_ranged = expected(&|m| m.2 >= 5000);
+    assert_eq!(
+        pages(&app, "search=common&min_context_window=5000", 7).await,
+        (dense_ranged.len() as i64, dense_ranged)
+    );
+    let sparse = expected(&|m| m.3);
+    assert_eq!(pages(&app, "search=rare", 50).await, (3, sparse));
+}
 
 /// A model without a price and one with a price write the same statement; a
 /// connection that prepared it for the first must still store the second.
