@@ -812,38 +812,41 @@ both_backends!(
 /// over few it sorts the matches: both must give the order, totals and
 /// pages of the sort itself, models without the value last.
 async fn sorted_searches_page_alike_whether_their_matches_are_dense_or_sparse(app: TestApp) {
-    // (model_id, downloads, context window, rare) in creation order.
-    let models: Vec<(String, Option<i64>, i64, bool)> = (0..120)
-        .map(|i: i64| {
-            let downloads = (i % 10 != 9).then_some(i * 37 % 1000);
-            (
-                format!("sortprobe-{i:03}"),
-                downloads,
-                1000 * (i % 8),
-                i % 40 == 0,
-            )
+    struct Probe {
+        id: String,
+        downloads: Option<i64>,
+        context: i64,
+        rare: bool,
+    }
+    // In creation order.
+    let models: Vec<Probe> = (0..120)
+        .map(|i: i64| Probe {
+            id: format!("sortprobe-{i:03}"),
+            downloads: (i % 10 != 9).then_some(i * 37 % 1000),
+            context: 1000 * (i % 8),
+            rare: i % 40 == 0,
         })
         .collect();
-    for (id, downloads, context, rare) in &models {
-        let words = if *rare { "common rare" } else { "common" };
+    for m in &models {
+        let words = if m.rare { "common rare" } else { "common" };
         add(
             &app,
-            json!({"provider": "huggingface", "model_id": id, "facts": {
-                "description": words, "downloads": downloads, "context_window": context}}),
+            json!({"provider": "huggingface", "model_id": m.id, "facts": {
+                "description": words, "downloads": m.downloads, "context_window": m.context}}),
         )
         .await;
     }
     // Downloads high to low; without downloads last, newest first.
-    let expected = |keep: &dyn Fn(&(String, Option<i64>, i64, bool)) -> bool| -> Vec<String> {
-        let mut rows: Vec<(usize, &(String, Option<i64>, i64, bool))> =
+    let expected = |keep: &dyn Fn(&Probe) -> bool| -> Vec<String> {
+        let mut rows: Vec<(usize, &Probe)> =
             models.iter().enumerate().filter(|(_, m)| keep(m)).collect();
-        rows.sort_by(|(ia, a), (ib, b)| match (a.1, b.1) {
+        rows.sort_by(|(ia, a), (ib, b)| match (a.downloads, b.downloads) {
             (Some(x), Some(y)) => y.cmp(&x).then(ib.cmp(ia)),
             (Some(_), None) => std::cmp::Ordering::Less,
             (None, Some(_)) => std::cmp::Ordering::Greater,
             (None, None) => ib.cmp(ia),
         });
-        rows.into_iter().map(|(_, m)| m.0.clone()).collect()
+        rows.into_iter().map(|(_, m)| m.id.clone()).collect()
     };
     async fn pages(app: &TestApp, query: &str, limit: usize) -> (i64, Vec<String>) {
         let mut all = Vec::new();
@@ -868,12 +871,12 @@ async fn sorted_searches_page_alike_whether_their_matches_are_dense_or_sparse(ap
     }
     let dense = expected(&|_| true);
     assert_eq!(pages(&app, "search=common", 20).await, (120, dense));
-    let dense_ranged = expected(&|m| m.2 >= 5000);
+    let dense_ranged = expected(&|m| m.context >= 5000);
     assert_eq!(
         pages(&app, "search=common&min_context_window=5000", 7).await,
         (dense_ranged.len() as i64, dense_ranged)
     );
-    let sparse = expected(&|m| m.3);
+    let sparse = expected(&|m| m.rare);
     assert_eq!(pages(&app, "search=rare", 50).await, (3, sparse));
 }
 
