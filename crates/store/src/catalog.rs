@@ -493,9 +493,7 @@ impl Store {
                 self.push_catalog_filter(&mut list, filter, terms.as_deref(), &tokens);
             }
             list.push(order_by(sort)).page(page);
-            let (text, args) = list.build_for(self.backend);
-            let rows = sqlx::query_with(&text, args).fetch_all(&self.pool).await?;
-            return Ok((total, rows.iter().map(from_row).collect::<Result<_>>()?));
+            return Ok((total, self.rows(list, from_row).await?));
         }
         self.push_catalog_filter(&mut list, filter, terms.as_deref(), &tokens);
         match sort {

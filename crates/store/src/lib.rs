@@ -343,9 +343,18 @@ impl Store {
         let total: i64 = sqlx::query_scalar_with(&text, args)
             .fetch_one(&self.pool)
             .await?;
+        Ok((total, self.rows(list, decode).await?))
+    }
+
+    /// Runs `list` and decodes each row.
+    async fn rows<T>(
+        &self,
+        list: sql::Sql,
+        decode: fn(&sqlx::any::AnyRow) -> Result<T>,
+    ) -> Result<Vec<T>> {
         let (text, args) = list.build_for(self.backend);
         let rows = sqlx::query_with(&text, args).fetch_all(&self.pool).await?;
-        Ok((total, rows.iter().map(decode).collect::<Result<_>>()?))
+        rows.iter().map(decode).collect()
     }
 }
 

@@ -591,34 +591,19 @@ impl OrgTable {
                     }
                 }
             }
-            Rows::All => match self.narrowest(&compiled) {
-                Some(positions) => positions.iter().rev().for_each(|p| visit(*p as usize)),
-                None => (0..self.seqs.len()).rev().for_each(visit),
-            },
+            Rows::All => self.newest_first(&compiled, |i| {
+                visit(i);
+                true
+            }),
         }
         counter.finish(self)
     }
 
-    /// The `seq`s of one page of the rows `q` selects, newest first,
-    /// walking only as far as the page ends: no total and no tallies, for
-    /// lists whose counts the summary tables hold.
-    pub(crate) fn page(&self, q: &Query, offset: u64, limit: u64) -> Vec<i64> {
-        let Some(compiled) = self.compile(q) else {
-            return Vec::new();
-        };
-        let end = offset.saturating_add(limit);
-        let mut seen = 0u64;
-        let mut page = Vec::new();
-        let mut visit = |i: usize| {
-            if self.matches(&compiled, i) {
-                if seen >= offset && seen < end {
-                    page.push(self.seqs[i]);
-                }
-                seen += 1;
-            }
-            seen < end
-        };
-        match self.narrowest(&compiled) {
+    /// Hands `visit` the positions of every row that may match, newest
+    /// first (those of the narrowest posting list, or all), until it
+    /// answers false.
+    fn newest_first(&self, compiled: &Compiled, mut visit: impl FnMut(usize) -> bool) {
+        match self.narrowest(compiled) {
             Some(positions) => {
                 for p in positions.iter().rev() {
                     if !visit(*p as usize) {
@@ -634,6 +619,27 @@ impl OrgTable {
                 }
             }
         }
+    }
+
+    /// The `seq`s of one page of the rows `q` selects, newest first,
+    /// walking only as far as the page ends: no total and no tallies, for
+    /// lists whose counts the summary tables hold.
+    pub(crate) fn page(&self, q: &Query, offset: u64, limit: u64) -> Vec<i64> {
+        let Some(compiled) = self.compile(q) else {
+            return Vec::new();
+        };
+        let end = offset.saturating_add(limit);
+        let mut seen = 0u64;
+        let mut page = Vec::new();
+        self.newest_first(&compiled, |i| {
+            if self.matches(&compiled, i) {
+                if seen >= offset && seen < end {
+                    page.push(self.seqs[i]);
+                }
+                seen += 1;
+            }
+            seen < end
+        });
         page
     }
 }
