@@ -15,6 +15,14 @@ pub fn terms(query: &str) -> Vec<String> {
         .collect()
 }
 
+/// The words of a text that search terms prefix-match: its lower-case runs
+/// of letters and digits, split as [`terms`] splits a query.
+pub fn words(text: &str) -> impl Iterator<Item = String> + '_ {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|t| !t.is_empty())
+        .map(str::to_lowercase)
+}
+
 /// The FTS5 MATCH expression: each term quoted and prefix-matched, implicitly ANDed.
 pub fn fts5_query(terms: &[String]) -> String {
     terms

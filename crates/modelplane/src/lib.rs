@@ -99,6 +99,11 @@ impl Application {
                 Ok(()) => tracing::debug!(elapsed = ?started.elapsed(), "search index loaded"),
                 Err(e) => tracing::warn!(error = %e, "loading the search index at start-up"),
             }
+            let started = std::time::Instant::now();
+            match store.warm_catalog_index().await {
+                Ok(()) => tracing::debug!(elapsed = ?started.elapsed(), "catalog index loaded"),
+                Err(e) => tracing::warn!(error = %e, "loading the catalog index at start-up"),
+            }
         });
         let app = modelplane_api::router(AppState::new(
             self.store.clone(),

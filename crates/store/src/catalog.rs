@@ -14,6 +14,7 @@ use modelplane_domain::page::Page;
 use modelplane_domain::search;
 use modelplane_domain::time::Timestamp;
 
+use crate::catalog_index::{self, next_generation};
 use crate::rows::{self, micros};
 use crate::sql::Sql;
 use crate::{Backend, Result, Store, StoreError};
@@ -154,7 +155,7 @@ fn json<T: serde::Serialize>(value: &T, what: &str) -> Result<String> {
 }
 
 /// Pushes the values of one catalog model row (the columns of `UPSERT_HEAD`).
-fn push_model_values(sql: &mut Sql, m: &CatalogModel) -> Result<()> {
+fn push_model_values(sql: &mut Sql, m: &CatalogModel, generation: i64) -> Result<()> {
     let f = &m.facts;
     sql.push("(")
         .bind(m.id.to_string())
@@ -196,6 +197,8 @@ fn push_model_values(sql: &mut Sql, m: &CatalogModel) -> Result<()> {
         .bind(micros(&m.last_seen_at))
         .push(", ")
         .bind(micros(&m.updated_at))
+        .push(", ")
+        .bind(generation)
         .push(")");
     Ok(())
 }
@@ -203,7 +206,7 @@ fn push_model_values(sql: &mut Sql, m: &CatalogModel) -> Result<()> {
 const UPSERT_HEAD: &str = "INSERT INTO catalog_models (id, provider, model_id, normalized, \
      display_name, family, description, lifecycle, open_weights, context_window, input_price, \
      release_date, downloads, tokens, facts, provenance, listed, first_seen_at, last_seen_at, \
-     updated_at) VALUES ";
+     updated_at, gen) VALUES ";
 
 const UPSERT_TAIL: &str = " ON CONFLICT (provider, model_id) DO UPDATE SET \
      normalized = excluded.normalized, display_name = excluded.display_name, \
@@ -213,26 +216,40 @@ const UPSERT_TAIL: &str = " ON CONFLICT (provider, model_id) DO UPDATE SET \
      release_date = excluded.release_date, downloads = excluded.downloads, \
      tokens = excluded.tokens, facts = excluded.facts, provenance = excluded.provenance, \
      listed = excluded.listed, last_seen_at = excluded.last_seen_at, \
-     updated_at = excluded.updated_at";
+     updated_at = excluded.updated_at, gen = excluded.gen";
 
-/// The multi-row upsert of some catalog models (at most 200: 4,000
-/// parameters).
-fn models_statement(models: &[&CatalogModel]) -> Result<Sql> {
+/// The multi-row upsert of some catalog models (at most 200: 4,200
+/// parameters), stamped with the writing transaction's generation.
+fn models_statement(models: &[&CatalogModel], generation: i64) -> Result<Sql> {
     let mut sql = Sql::new(UPSERT_HEAD);
     for (i, m) in models.iter().enumerate() {
         if i > 0 {
             sql.push(", ");
         }
-        push_model_values(&mut sql, m)?;
+        push_model_values(&mut sql, m, generation)?;
     }
     sql.push(UPSERT_TAIL);
     Ok(sql)
 }
 
-async fn upsert_models(tx: &mut Transaction<'static, Any>, models: &[&CatalogModel]) -> Result<()> {
+/// [`models_statement`] of a (models, generation) pair: a function rather
+/// than a closure, which the compiler cannot prove `Send` across the
+/// ingestion task's awaits.
+fn models_statement_at((models, generation): (&[&CatalogModel], i64)) -> Result<Sql> {
+    models_statement(models, generation)
+}
+
+async fn upsert_models(
+    tx: &mut Transaction<'static, Any>,
+    models: &[&CatalogModel],
+    generation: i64,
+) -> Result<()> {
     execute_pipelined(
         tx,
-        models.chunks(MODELS_PER_STATEMENT).map(models_statement),
+        models
+            .chunks(MODELS_PER_STATEMENT)
+            .zip(std::iter::repeat(generation))
+            .map(models_statement_at),
     )
     .await
 }
@@ -429,11 +446,10 @@ fn listings_statement(rows: &[ListingRow<'_>]) -> Result<Sql> {
 }
 
 impl Store {
-    /// The filtered total and one page of the catalog.
-    /// The filtered total and one page of the catalog. Without a `sort`, a
-    /// search or filter walks the index in catalog order (the order models
-    /// were first ingested; for the Hub, by downloads) and stops at the page,
-    /// and a plain list is by name.
+    /// The filtered total and one page of the catalog, from the catalog
+    /// index (`catalog_index`). Without a `sort`, a search or filter lists
+    /// in catalog order (the order models were first ingested; for the Hub,
+    /// by downloads) and a plain list is by name.
     pub async fn list_catalog(
         &self,
         filter: &CatalogFilter,
@@ -444,100 +460,73 @@ impl Store {
         if terms.as_ref().is_some_and(|t| t.is_empty()) {
             return Ok((0, Vec::new()));
         }
-        let tokens = filter_groups(filter);
-        let indexed = terms.is_some() || !tokens.is_empty();
-        let index_only = self.backend == Backend::Sqlite
-            && indexed
-            && filter.min_context_window.is_none()
-            && filter.max_input_price.is_none()
-            && filter.listed.is_none()
-            && filter.provider.as_deref().is_none_or(is_plain)
-            && filter.family.as_deref().is_none_or(is_plain);
-        let mut count = if index_only {
-            // Every condition is a word of the full-text index: count there.
-            Sql::new("SELECT COUNT(*) FROM catalog_fts WHERE catalog_fts MATCH ")
-        } else {
-            Sql::new("SELECT COUNT(*) FROM ")
+        let groups = filter_groups(filter);
+        let indexed = terms.is_some() || !groups.is_empty();
+        // A provider or family with punctuation: its filter word dropped it,
+        // so the exact value is checked too.
+        let exact = |value: &Option<String>| {
+            value
+                .as_deref()
+                .filter(|v| !is_plain(v))
+                .map(str::to_lowercase)
         };
-        let mut list = Sql::new("SELECT ");
-        list.push(COLUMNS).push(", ").push(LAST_SEEN).push(" FROM ");
-        if index_only {
-            count.bind(sqlite_match(terms.as_deref(), &tokens));
-        } else {
-            self.push_catalog_filter(&mut count, filter, terms.as_deref(), &tokens);
-        }
-        if let (Some(sort), Backend::Sqlite, true) = (sort, self.backend, indexed) {
-            // Sorted full-text matches: count first, then pick the plan.
-            let (text, args) = count.build_for(self.backend);
-            let total: i64 = sqlx::query_scalar_with(&text, args)
-                .fetch_one(&self.pool)
-                .await?;
-            if total <= page.offset {
-                return Ok((total, Vec::new()));
-            }
-            let size: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM catalog_models")
-                .fetch_one(&self.pool)
-                .await?;
-            if walk_sort_index(total, page, size) {
-                // Dense matches: walk the sort key's index and keep the rows
-                // among the matches (one set built from the full-text rowids),
-                // stopping at the page, instead of reading every match's row
-                // to sort them all. The unary `+` keeps the planner off the
-                // rowid lookups. A word in a tenth of a million models read
-                // 100,000 rows for a page of 50.
-                list.push("catalog_models WHERE +catalog_models.seq IN (SELECT rowid FROM catalog_fts WHERE catalog_fts MATCH ")
-                    .bind(sqlite_match(terms.as_deref(), &tokens))
-                    .push(")");
-                push_rechecks(&mut list, filter);
-            } else {
-                self.push_catalog_filter(&mut list, filter, terms.as_deref(), &tokens);
-            }
-            list.push(order_by(sort)).page(page);
-            return Ok((total, self.rows(list, from_row).await?));
-        }
-        self.push_catalog_filter(&mut list, filter, terms.as_deref(), &tokens);
-        match sort {
-            Some(sort) => list.push(order_by(sort)),
-            None if indexed && self.backend == Backend::Sqlite => {
-                list.push(" ORDER BY catalog_fts.rowid")
-            }
-            None if indexed => list.push(" ORDER BY catalog_models.seq"),
-            None => list.push(order_by(CatalogSort::default())),
+        let query = catalog_index::Query {
+            terms: terms.unwrap_or_default(),
+            groups,
+            provider: exact(&filter.provider),
+            family: exact(&filter.family),
+            min_context: filter.min_context_window,
+            max_price: filter.max_input_price,
+            listed: filter.listed,
+            sort: match sort {
+                Some(sort) => Some(sort),
+                None if indexed => None,
+                None => Some(CatalogSort::default()),
+            },
         };
-        list.page(page);
-        self.page(count, list, from_row).await
+        let found = self
+            .catalog_index
+            .list(
+                &self.pool,
+                &query,
+                usize::try_from(page.offset).unwrap_or(0),
+                usize::try_from(page.limit).unwrap_or(0),
+            )
+            .await?;
+        let models = self.catalog_by_seqs(&found.seqs).await?;
+        Ok((found.total as i64, models))
     }
 
-    fn push_catalog_filter(
-        &self,
-        sql: &mut Sql,
-        filter: &CatalogFilter,
-        terms: Option<&[String]>,
-        tokens: &[Vec<String>],
-    ) {
-        let indexed = terms.is_some() || !tokens.is_empty();
-        match self.backend {
-            Backend::Sqlite if indexed => {
-                sql.push("catalog_fts CROSS JOIN catalog_models ON catalog_models.seq = catalog_fts.rowid WHERE catalog_fts MATCH ")
-                    .bind(sqlite_match(terms, tokens));
-            }
-            Backend::Postgres if indexed => {
-                let mut parts: Vec<String> = tokens
-                    .iter()
-                    .map(|alternatives| format!("({})", alternatives.join(" | ")))
-                    .collect();
-                if let Some(terms) = terms {
-                    parts.push(search::tsquery(terms));
-                }
-                sql.push("catalog_models WHERE search @@ to_tsquery('simple', ")
-                    .bind(parts.join(" & "))
-                    .push(")");
-            }
-            _ => {
-                sql.push("catalog_models WHERE 1 = 1");
-            }
+    /// Loads the catalog index (or brings it up to date), so the first
+    /// catalog list after start-up does not wait for it.
+    pub async fn warm_catalog_index(&self) -> Result<()> {
+        self.catalog_index.current(&self.pool).await
+    }
+
+    /// The bytes the catalog index holds, and the models in it.
+    pub fn catalog_index_size(&self) -> (usize, usize) {
+        self.catalog_index.size()
+    }
+
+    /// Catalog models by `seq`, in the order asked (a seq no longer there
+    /// is skipped).
+    async fn catalog_by_seqs(&self, seqs: &[i64]) -> Result<Vec<CatalogModel>> {
+        if seqs.is_empty() {
+            return Ok(Vec::new());
         }
-        push_rechecks(sql, filter);
+        let mut sql = Sql::new("SELECT seq, ");
+        sql.push(COLUMNS)
+            .push(", ")
+            .push(LAST_SEEN)
+            .push(" FROM catalog_models WHERE seq IN ")
+            .bind_list(seqs.iter().copied());
+        let (text, args) = sql.build_for(self.backend);
+        let rows = sqlx::query_with(&text, args).fetch_all(&self.pool).await?;
+        let mut by_seq: HashMap<i64, CatalogModel> = HashMap::with_capacity(rows.len());
+        for r in &rows {
+            by_seq.insert(rows::int(r, "seq")?, from_row(r)?);
+        }
+        Ok(seqs.iter().filter_map(|s| by_seq.remove(s)).collect())
     }
 
     pub async fn get_catalog(&self, id: Uuid) -> Result<Option<CatalogModel>> {
@@ -833,6 +822,7 @@ impl Store {
         fold: impl Fn(Option<CatalogModel>, &Incoming) -> Folded,
     ) -> Result<BatchCounts> {
         let mut tx = self.begin_write().await?;
+        let generation = next_generation(&mut tx).await?;
         let found = self.locked_models(&mut tx, batch).await?;
         // Which model each record folds into, and every model's latest state.
         let mut target: HashMap<String, Uuid> =
@@ -875,12 +865,15 @@ impl Store {
             .bind(id.to_string())
             .fetch_one(&mut *tx)
             .await?;
-            sqlx::query("UPDATE catalog_models SET model_id = $1, normalized = $2 WHERE id = $3")
-                .bind(model_id.clone())
-                .bind(modelplane_domain::catalog::normalize(model_id))
-                .bind(id.to_string())
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "UPDATE catalog_models SET model_id = $1, normalized = $2, gen = $3 WHERE id = $4",
+            )
+            .bind(model_id.clone())
+            .bind(modelplane_domain::catalog::normalize(model_id))
+            .bind(generation)
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
             insert_aliases(&mut tx, &[(*id, Alias::new(old, "former-id"))]).await?;
         }
         let credentials = self.listing_credentials(&mut tx, source, batch).await?;
@@ -949,7 +942,12 @@ impl Store {
         let statements = providers_statement(&providers)
             .map(Ok)
             .into_iter()
-            .chain(models.chunks(MODELS_PER_STATEMENT).map(models_statement))
+            .chain(
+                models
+                    .chunks(MODELS_PER_STATEMENT)
+                    .zip(std::iter::repeat(generation))
+                    .map(models_statement_at),
+            )
             .chain(aliases.chunks(ROWS_PER_STATEMENT).map(aliases_statement))
             .chain(changes.chunks(ROWS_PER_STATEMENT).map(changes_statement))
             .chain(
@@ -1111,6 +1109,7 @@ impl Store {
         let mut unlisted = 0;
         for chunk in keys.chunks(500) {
             let mut tx = self.begin_write().await?;
+            let generation = next_generation(&mut tx).await?;
             let mut sql = Sql::new(
                 "UPDATE catalog_listings SET missed_runs = missed_runs + 1 WHERE source = ",
             );
@@ -1133,8 +1132,10 @@ impl Store {
                 .fetch_all(&mut *tx)
                 .await?;
             if !ids.is_empty() {
-                let mut sql = Sql::new("UPDATE catalog_models SET listed = 0, updated_at = ");
-                sql.bind(micros(&now))
+                let mut sql = Sql::new("UPDATE catalog_models SET listed = 0, gen = ");
+                sql.bind(generation)
+                    .push(", updated_at = ")
+                    .bind(micros(&now))
                     .push(" WHERE id IN ")
                     .bind_list(ids.iter().cloned());
                 let (text, args) = sql.build_for(self.backend);
@@ -1174,8 +1175,9 @@ impl Store {
         changes: &[FieldChange],
     ) -> Result<bool> {
         let mut tx = self.begin_write().await?;
+        let generation = next_generation(&mut tx).await?;
         let mut sql = Sql::new(UPSERT_HEAD);
-        push_model_values(&mut sql, model)?;
+        push_model_values(&mut sql, model, generation)?;
         sql.push(" ON CONFLICT (provider, model_id) DO NOTHING");
         let (text, args) = sql.build_for(self.backend);
         let done = sqlx::query_with(&text, args).execute(&mut *tx).await?;
@@ -1208,6 +1210,7 @@ impl Store {
         ) -> std::result::Result<Option<(CatalogModel, Vec<FieldChange>)>, E>,
     ) -> Result<crate::Modified<E, CatalogModel>> {
         let mut tx = self.begin_write().await?;
+        let generation = next_generation(&mut tx).await?;
         let mut sql = Sql::new("SELECT ");
         sql.push(COLUMNS)
             .push(", NULL AS seen_since FROM catalog_models WHERE id = ")
@@ -1228,7 +1231,7 @@ impl Store {
             Ok(None) => return Ok(crate::Modified::Unchanged(current)),
             Ok(Some(x)) => x,
         };
-        upsert_models(&mut tx, &[&next]).await?;
+        upsert_models(&mut tx, &[&next], generation).await?;
         let row = ChangeRow::new(
             next.id,
             None,
@@ -1292,29 +1295,6 @@ fn is_plain(value: &str) -> bool {
     !value.is_empty() && value.chars().all(|c| c.is_ascii_alphanumeric())
 }
 
-/// The FTS5 query of a catalog search: the user's terms against the text
-/// columns, and the filters as words of the `tokens` column.
-fn sqlite_match(terms: Option<&[String]>, tokens: &[Vec<String>]) -> String {
-    let mut parts = Vec::new();
-    if !tokens.is_empty() {
-        let groups: Vec<String> = tokens
-            .iter()
-            .map(|alternatives| {
-                let quoted: Vec<String> = alternatives.iter().map(|t| format!("\"{t}\"")).collect();
-                format!("({})", quoted.join(" OR "))
-            })
-            .collect();
-        parts.push(format!("tokens : ({})", groups.join(" AND ")));
-    }
-    if let Some(terms) = terms {
-        parts.push(format!(
-            "{{fts_model_id fts_display_name fts_description}} : ({})",
-            search::fts5_query(terms)
-        ));
-    }
-    parts.join(" AND ")
-}
-
 /// The index words of a filter's categorical parts: groups that must all
 /// match, each of alternatives of which one must.
 fn filter_groups(filter: &CatalogFilter) -> Vec<Vec<String>> {
@@ -1347,56 +1327,4 @@ fn filter_groups(filter: &CatalogFilter) -> Vec<Vec<String>> {
     // A value of no letters or digits would leave a bare prefix that matches
     // nothing; keep it so the filter matches nothing rather than everything.
     groups
-}
-
-/// The filter's conditions on the catalog row's own columns: exact
-/// rechecks where a column holds the value and its index word dropped
-/// punctuation, and the range filters.
-fn push_rechecks(sql: &mut Sql, filter: &CatalogFilter) {
-    if let Some(p) = filter.provider.as_deref().filter(|p| !is_plain(p)) {
-        sql.push(" AND provider = ").bind(p.to_lowercase());
-    }
-    if let Some(f) = filter.family.as_deref().filter(|f| !is_plain(f)) {
-        sql.push(" AND lower(family) = ").bind(f.to_lowercase());
-    }
-    if let Some(n) = filter.min_context_window {
-        sql.push(" AND context_window >= ").bind(n);
-    }
-    if let Some(p) = filter.max_input_price {
-        sql.push(" AND input_price <= ").bind(p);
-    }
-    if let Some(listed) = filter.listed {
-        sql.push(" AND listed = ").bind(i64::from(listed));
-    }
-}
-
-/// Whether a sorted page of `total` full-text matches among about `size`
-/// models is cheaper found by walking the sort key's index (it passes about
-/// `(offset + limit) * size / total` entries, checking each against the
-/// set of matches) than by reading and sorting every match (a row read
-/// each, about ten times a set check): so when the matches are dense.
-fn walk_sort_index(total: i64, page: Page, size: i64) -> bool {
-    let reach = (page.offset + page.limit).max(1) as f64;
-    let (total, size) = (total as f64, size as f64);
-    reach * size / total < 4.0 * total
-}
-
-fn order_by(sort: CatalogSort) -> &'static str {
-    use CatalogSortKey::*;
-    // Models without the value come last either way; SQLite serves
-    // `NULLS LAST` from the (column, seq) index in both directions.
-    match (sort.key, sort.descending) {
-        (Name, false) => " ORDER BY display_name, catalog_models.seq",
-        (Name, true) => " ORDER BY display_name DESC, catalog_models.seq DESC",
-        (ReleaseDate, false) => " ORDER BY release_date ASC NULLS LAST, catalog_models.seq",
-        (ReleaseDate, true) => " ORDER BY release_date DESC NULLS LAST, catalog_models.seq DESC",
-        (Price, false) => " ORDER BY input_price ASC NULLS LAST, catalog_models.seq",
-        (Price, true) => " ORDER BY input_price DESC NULLS LAST, catalog_models.seq DESC",
-        (ContextWindow, false) => " ORDER BY context_window ASC NULLS LAST, catalog_models.seq",
-        (ContextWindow, true) => {
-            " ORDER BY context_window DESC NULLS LAST, catalog_models.seq DESC"
-        }
-        (Downloads, false) => " ORDER BY downloads ASC NULLS LAST, catalog_models.seq",
-        (Downloads, true) => " ORDER BY downloads DESC NULLS LAST, catalog_models.seq DESC",
-    }
 }

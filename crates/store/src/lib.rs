@@ -11,6 +11,7 @@ mod access;
 mod agents;
 mod audit;
 mod catalog;
+mod catalog_index;
 mod departments;
 mod drafts;
 mod facets;
@@ -133,6 +134,8 @@ pub struct Store {
     backend: Backend,
     /// The inventory's in-memory search index (SQLite only).
     search: Option<std::sync::Arc<search_index::SearchIndex>>,
+    /// The catalog's in-memory list index (both backends).
+    catalog_index: std::sync::Arc<catalog_index::CatalogIndex>,
 }
 
 impl std::fmt::Debug for Store {
@@ -168,6 +171,7 @@ impl Store {
             pool,
             backend,
             search,
+            catalog_index: Default::default(),
         })
     }
 
@@ -195,6 +199,7 @@ impl Store {
             pool: pool_options(self.backend, max_connections).connect_lazy_with((*options).clone()),
             backend: self.backend,
             search: None,
+            catalog_index: Default::default(),
         }
     }
 
@@ -224,7 +229,7 @@ impl Store {
     /// GIN indexes need nothing.
     pub async fn optimize_search(&self) -> Result<()> {
         if self.backend == Backend::Sqlite {
-            for table in ["models_fts", "catalog_fts"] {
+            for table in ["models_fts"] {
                 let mut tx = self.begin_write().await?;
                 sqlx::query(&format!(
                     "INSERT INTO {table} ({table}) VALUES ('optimize')"

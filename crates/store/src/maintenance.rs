@@ -65,7 +65,7 @@ impl Store {
     /// The full-text indexes `optimize_search` merges (none on PostgreSQL).
     pub fn search_indexes(&self) -> &'static [&'static str] {
         match self.backend {
-            Backend::Sqlite => &["models_fts", "catalog_fts"],
+            Backend::Sqlite => &["models_fts"],
             Backend::Postgres => &[],
         }
     }

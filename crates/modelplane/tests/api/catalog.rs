@@ -806,11 +806,78 @@ both_backends!(
     inventory_models_link_to_the_catalog_and_inherit_its_facts,
     prices_are_kept_whether_or_not_the_model_before_had_one,
     sorted_searches_page_alike_whether_their_matches_are_dense_or_sparse,
+    a_replicas_catalog_lists_show_what_another_replica_wrote,
 );
 
-/// A sorted search over many matches walks the sort key's index (SQLite),
-/// over few it sorts the matches: both must give the order, totals and
-/// pages of the sort itself, models without the value last.
+/// Each replica lists the catalog from its own in-memory index; a list on
+/// one shows what another wrote once that write was acknowledged: new
+/// models, and edits that move a model in a sort, a filter or a search.
+async fn a_replicas_catalog_lists_show_what_another_replica_wrote(app: TestApp) {
+    let other = app.replica("replica-b").await;
+    let ids = |body: &Value| -> Vec<String> {
+        body["models"]
+            .as_array()
+            .expect("models")
+            .iter()
+            .map(|m| m["model_id"].as_str().expect("id").to_owned())
+            .collect()
+    };
+    let list = |query: &'static str| {
+        let other = &other;
+        async move {
+            let (status, body) = other.get(&format!("/api/v1/catalog/models?{query}")).await;
+            assert_eq!(status, StatusCode::OK, "{query}: {body}");
+            (body["total"].as_i64().expect("total"), ids(&body))
+        }
+    };
+    // The other replica's index has loaded (nothing matches yet).
+    assert_eq!(list("search=replicaprobe").await, (0, vec![]));
+    let one = add(
+        &app,
+        json!({"provider": "openai", "model_id": "replicaprobe-one",
+            "facts": {"context_window": 1000, "downloads": 5}}),
+    )
+    .await;
+    add(
+        &app,
+        json!({"provider": "openai", "model_id": "replicaprobe-two",
+            "facts": {"context_window": 3000, "downloads": 1}}),
+    )
+    .await;
+    let two_then_one = vec!["replicaprobe-two".to_owned(), "replicaprobe-one".to_owned()];
+    assert_eq!(
+        list("search=replicaprobe&sort=-context_window").await,
+        (2, two_then_one.clone())
+    );
+    let (status, edited) = app
+        .patch(
+            &format!("/api/v1/catalog/models/{}", one["id"].as_str().expect("id")),
+            json!({"context_window": 9000, "display_name": "Renamed Probe"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{edited}");
+    let one_then_two: Vec<String> = two_then_one.iter().rev().cloned().collect();
+    assert_eq!(
+        list("search=replicaprobe&sort=-context_window").await,
+        (2, one_then_two)
+    );
+    assert_eq!(
+        list("search=renamed").await,
+        (1, vec!["replicaprobe-one".to_owned()])
+    );
+    assert_eq!(
+        list("provider=openai&min_context_window=5000").await,
+        (1, vec!["replicaprobe-one".to_owned()])
+    );
+    assert_eq!(
+        list("search=replicaprobe&sort=downloads").await,
+        (2, two_then_one)
+    );
+}
+
+/// A sorted search over many matches walks the sort key's order in the
+/// catalog index, over few it sorts the matches: both must give the order,
+/// totals and pages of the sort itself, models without the value last.
 async fn sorted_searches_page_alike_whether_their_matches_are_dense_or_sparse(app: TestApp) {
     struct Probe {
         id: String,
