@@ -68,6 +68,14 @@ impl Bits {
         }
     }
 
+    /// Adds the bits set in `other`.
+    pub(crate) fn or(&mut self, other: &Bits) {
+        self.grow(other.words.len() * 64);
+        for (w, o) in self.words.iter_mut().zip(&other.words) {
+            *w |= o;
+        }
+    }
+
     /// Keeps only the bits not set in `other`.
     pub(crate) fn and_not(&mut self, other: &Bits) {
         for (w, o) in self.words.iter_mut().zip(&other.words) {
@@ -149,6 +157,9 @@ mod tests {
         let mut c = b.clone();
         c.and(&full);
         assert_eq!(c.iter().collect::<Vec<_>>(), [0, 63, 64]);
+        let mut e = Bits::new(0);
+        e.or(&b);
+        assert_eq!(e, b);
         let mut d = full.clone();
         d.and_not(&b);
         assert_eq!(d.count(), 67);

@@ -132,6 +132,13 @@ impl Interner {
 
 const NONE: u32 = u32::MAX;
 
+/// The fewest slots a filter word's kept bit set has (fewer in tests, so
+/// they keep some).
+#[cfg(not(test))]
+const DENSE_MIN: usize = 1024;
+#[cfg(test)]
+const DENSE_MIN: usize = 16;
+
 /// Optional strings per slot, in one growing buffer (a replaced value's
 /// bytes stay until the buffer is repacked).
 #[derive(Debug, Default)]
@@ -241,6 +248,10 @@ pub(crate) struct Table {
     hash: Vec<u64>,
     terms: Terms,
     orders: [Option<SortOrder>; 5],
+    /// The slots of filter words that many models have (modality `text`,
+    /// `open_weights`, a big provider), as bit sets, kept between writes:
+    /// rebuilding one sets a bit for most models.
+    dense: std::sync::Mutex<HashMap<String, std::sync::Arc<Bits>>>,
 }
 
 fn opt_i64(v: Option<i64>) -> i64 {
@@ -265,6 +276,10 @@ impl Table {
         if self.terms.wants_compaction() {
             self.terms.compact();
         }
+        self.dense
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
         let n = self.len();
         for order in &mut self.orders {
             if order
@@ -387,24 +402,50 @@ impl Table {
     }
 
     /// Every slot matching the query's filters.
+    /// The slots of one filter word; those of a word that a sixty-fourth
+    /// of the models or more have are kept until the next write.
+    fn label_slots(&self, word: &str) -> std::sync::Arc<Bits> {
+        let mut dense = self
+            .dense
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(bits) = dense.get(word) {
+            return bits.clone();
+        }
+        let n = self.len();
+        let mut found = Bits::new(n);
+        self.terms.exact(&label(word), &mut found);
+        let found = std::sync::Arc::new(found);
+        if found.count() >= (n / 64).max(DENSE_MIN) {
+            dense.insert(word.to_owned(), found.clone());
+        }
+        found
+    }
+
+    /// Every slot matching the query's filters.
     fn matches(&self, q: &Query) -> Bits {
         let n = self.len();
         let mut set: Option<Bits> = None;
-        let mut narrow = |found: Bits| match set.as_mut() {
-            Some(s) => s.and(&found),
-            None => set = Some(found),
+        let mut narrow = |found: &Bits| match set.as_mut() {
+            Some(s) => s.and(found),
+            None => set = Some(found.clone()),
         };
         for group in &q.groups {
-            let mut found = Bits::new(n);
-            for word in group {
-                self.terms.exact(&label(word), &mut found);
+            match group.as_slice() {
+                [word] => narrow(&self.label_slots(word)),
+                words => {
+                    let mut found = Bits::new(n);
+                    for word in words {
+                        found.or(&self.label_slots(word));
+                    }
+                    narrow(&found);
+                }
             }
-            narrow(found);
         }
         for term in &q.terms {
             let mut found = Bits::new(n);
             self.terms.prefix(term, &mut found);
-            narrow(found);
+            narrow(&found);
         }
         let mut set = set.unwrap_or_else(|| Bits::full(n));
         match q.listed {
