@@ -254,6 +254,10 @@ async fn upsert_models(
     .await
 }
 
+/// The SQLite page cache of an ingestion batch's connection while it
+/// writes (256 MiB); set back to the pool's own before the commit.
+const INGEST_CACHE: &str = "PRAGMA cache_size = -262144";
+
 const MODELS_PER_STATEMENT: usize = 200;
 const LISTINGS_PER_STATEMENT: usize = 200;
 const ROWS_PER_STATEMENT: usize = 400;
@@ -822,8 +826,38 @@ impl Store {
         fold: impl Fn(Option<CatalogModel>, &Incoming) -> Folded,
     ) -> Result<BatchCounts> {
         let mut tx = self.begin_write().await?;
-        let generation = next_generation(&mut tx).await?;
-        let found = self.locked_models(&mut tx, batch).await?;
+        if self.backend == Backend::Sqlite {
+            // Room for every page the batch dirties, so none is written
+            // out before the commit (a batch's inserts land on pages all
+            // over the unique and normalized-id indexes); the pool's own
+            // size again before the connection goes back, whatever happened.
+            sqlx::query(INGEST_CACHE).execute(&mut *tx).await?;
+            let written = self
+                .ingest_batch_in(&mut tx, source, run_id, now, batch, fold)
+                .await;
+            sqlx::query(crate::SQLITE_CACHE).execute(&mut *tx).await?;
+            let counts = written?;
+            tx.commit().await?;
+            return Ok(counts);
+        }
+        let counts = self
+            .ingest_batch_in(&mut tx, source, run_id, now, batch, fold)
+            .await?;
+        tx.commit().await?;
+        Ok(counts)
+    }
+
+    async fn ingest_batch_in(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        source: Source,
+        run_id: Option<i64>,
+        now: Timestamp,
+        batch: &[Incoming],
+        fold: impl Fn(Option<CatalogModel>, &Incoming) -> Folded,
+    ) -> Result<BatchCounts> {
+        let generation = next_generation(tx).await?;
+        let found = self.locked_models(tx, batch).await?;
         // Which model each record folds into, and every model's latest state.
         let mut target: HashMap<String, Uuid> =
             found.iter().map(|(k, m)| (k.clone(), m.id)).collect();
@@ -845,10 +879,7 @@ impl Store {
             .filter(|i| folds && !target.contains_key(&i.key()))
             .filter(|i| !official || is_canonical(&i.model_id))
             .collect();
-        for (key, mut model) in self
-            .locked_by_normalized(&mut tx, &missing, official)
-            .await?
-        {
+        for (key, mut model) in self.locked_by_normalized(tx, &missing, official).await? {
             if official {
                 if let Some(item) = missing.iter().find(|i| i.key() == key) {
                     renames.push((model.id, item.model_id.clone()));
@@ -863,7 +894,7 @@ impl Store {
                 "SELECT model_id FROM catalog_models WHERE id = $1",
             )
             .bind(id.to_string())
-            .fetch_one(&mut *tx)
+            .fetch_one(&mut **tx)
             .await?;
             sqlx::query(
                 "UPDATE catalog_models SET model_id = $1, normalized = $2, gen = $3 WHERE id = $4",
@@ -872,11 +903,11 @@ impl Store {
             .bind(modelplane_domain::catalog::normalize(model_id))
             .bind(generation)
             .bind(id.to_string())
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
-            insert_aliases(&mut tx, &[(*id, Alias::new(old, "former-id"))]).await?;
+            insert_aliases(tx, &[(*id, Alias::new(old, "former-id"))]).await?;
         }
-        let credentials = self.listing_credentials(&mut tx, source, batch).await?;
+        let credentials = self.listing_credentials(tx, source, batch).await?;
         let mut counts = BatchCounts::default();
         let mut written_ids: Vec<Uuid> = Vec::new();
         let mut written: HashSet<Uuid> = HashSet::new();
@@ -955,8 +986,7 @@ impl Store {
                     .chunks(LISTINGS_PER_STATEMENT)
                     .map(listings_statement),
             );
-        execute_pipelined(&mut tx, statements).await?;
-        tx.commit().await?;
+        execute_pipelined(tx, statements).await?;
         Ok(counts)
     }
 

@@ -125,6 +125,10 @@ impl From<sqlx::Error> for StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// Every SQLite connection's page cache (32 MiB); an ingestion batch
+/// raises its own while it writes and sets this back.
+pub(crate) const SQLITE_CACHE: &str = "PRAGMA cache_size = -32768";
+
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -414,10 +418,11 @@ fn pool_options(backend: Backend, max_connections: u32) -> AnyPoolOptions {
                     conn.execute(
                         "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; \
                          PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL; \
-                         PRAGMA cache_size = -32768; PRAGMA mmap_size = 17179869184; \
+                         PRAGMA mmap_size = 17179869184; \
                          PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = 16384;",
                     )
                     .await?;
+                    conn.execute(SQLITE_CACHE).await?;
                 }
                 Ok(())
             })
