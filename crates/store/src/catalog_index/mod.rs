@@ -122,8 +122,10 @@ impl CatalogIndex {
         let text = format!("SELECT {DOC_COLUMNS} FROM catalog_models WHERE gen > $1 ORDER BY seq");
         let mut rows = sqlx::query(&text).bind(applied).fetch(pool);
         let mut docs = Vec::new();
+        let mut read = 0usize;
         loop {
             let row = rows.try_next().await?;
+            read += usize::from(row.is_some());
             if let Some(r) = &row {
                 docs.push(doc_from_row(r)?);
             }
@@ -143,6 +145,14 @@ impl CatalogIndex {
                 break;
             }
         }
+        drop(rows);
+        // After a large run (a first import), pack the table as a load
+        // would: merge the words' delta and give back the spare capacity.
+        let mut table = self.write();
+        if read >= (table.len() / 4).max(BATCH * 10) {
+            table.shrink();
+        }
+        drop(table);
         self.applied.store(generation, Ordering::Release);
         Ok(())
     }
