@@ -1358,3 +1358,87 @@ fn filter_groups(filter: &CatalogFilter) -> Vec<Vec<String>> {
     // nothing; keep it so the filter matches nothing rather than everything.
     groups
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn incoming(model_id: &str) -> Incoming {
+        Incoming {
+            provider: "huggingface".into(),
+            model_id: model_id.into(),
+            facts: ModelFacts::default(),
+            aliases: Vec::new(),
+            raw: "{}".into(),
+            hash: "h".into(),
+            credential: None,
+        }
+    }
+
+    /// The page cache size of every connection the pool can hand out.
+    async fn cache_sizes(store: &Store) -> Vec<i64> {
+        let mut held = Vec::new();
+        for _ in 0..8 {
+            held.push(store.pool.acquire().await.expect("a connection"));
+        }
+        let mut sizes = Vec::new();
+        for conn in &mut held {
+            sizes.push(
+                sqlx::query_scalar::<_, i64>("PRAGMA cache_size")
+                    .fetch_one(&mut **conn)
+                    .await
+                    .expect("cache_size"),
+            );
+        }
+        sizes
+    }
+
+    #[tokio::test]
+    async fn an_ingestion_batch_hands_its_connection_back_with_the_pools_page_cache() {
+        let path = std::env::temp_dir().join(format!("mp-ingest-cache-{}.db", Uuid::now_v7()));
+        let store = Store::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .expect("connect");
+        store.migrate().await.expect("migrate");
+        let now = modelplane_domain::time::now();
+        let existing = Uuid::now_v7();
+        let added = |id: Uuid, item: &Incoming| Folded {
+            model: CatalogModel::new(id, &item.provider, &item.model_id, now),
+            action: Some(ChangeAction::Added),
+            changes: Vec::new(),
+        };
+        let counts = store
+            .ingest_batch(
+                Source::Huggingface,
+                None,
+                now,
+                &[incoming("a/one")],
+                |_, item| added(existing, item),
+            )
+            .await
+            .expect("a batch");
+        assert_eq!(counts.added, 1);
+        // A batch that fails part-way: its new model takes an id in use.
+        let failed = store
+            .ingest_batch(
+                Source::Huggingface,
+                None,
+                now,
+                &[incoming("a/two")],
+                |_, item| added(existing, item),
+            )
+            .await;
+        assert!(failed.is_err(), "{failed:?}");
+        assert_eq!(cache_sizes(&store).await, vec![-32768; 8]);
+        let (total, models) = store
+            .list_catalog(&CatalogFilter::default(), None, Page::default())
+            .await
+            .expect("list");
+        assert_eq!(total, 1, "the failed batch wrote nothing");
+        assert_eq!(models[0].model_id, "a/one");
+        store.close().await;
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+    }
+}
