@@ -150,6 +150,10 @@ fn from_row(row: &AnyRow) -> Result<CatalogModel> {
     })
 }
 
+fn seq_and_model(row: &AnyRow) -> Result<(i64, CatalogModel)> {
+    Ok((rows::int(row, "seq")?, from_row(row)?))
+}
+
 fn json<T: serde::Serialize>(value: &T, what: &str) -> Result<String> {
     serde_json::to_string(value).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
 }
@@ -524,12 +528,8 @@ impl Store {
             .push(LAST_SEEN)
             .push(" FROM catalog_models WHERE seq IN ")
             .bind_list(seqs.iter().copied());
-        let (text, args) = sql.build_for(self.backend);
-        let rows = sqlx::query_with(&text, args).fetch_all(&self.pool).await?;
-        let mut by_seq: HashMap<i64, CatalogModel> = HashMap::with_capacity(rows.len());
-        for r in &rows {
-            by_seq.insert(rows::int(r, "seq")?, from_row(r)?);
-        }
+        let mut by_seq: HashMap<i64, CatalogModel> =
+            self.rows(sql, seq_and_model).await?.into_iter().collect();
         Ok(seqs.iter().filter_map(|s| by_seq.remove(s)).collect())
     }
 
@@ -826,23 +826,21 @@ impl Store {
         fold: impl Fn(Option<CatalogModel>, &Incoming) -> Folded,
     ) -> Result<BatchCounts> {
         let mut tx = self.begin_write().await?;
-        if self.backend == Backend::Sqlite {
-            // Room for every page the batch dirties, so none is written
-            // out before the commit (a batch's inserts land on pages all
-            // over the unique and normalized-id indexes); the pool's own
-            // size again before the connection goes back, whatever happened.
+        // On SQLite, room for every page the batch dirties, so none is
+        // written out before the commit (a batch's inserts land on pages all
+        // over the unique and normalized-id indexes); the pool's own size
+        // again before the connection goes back, whatever happened.
+        let sqlite = self.backend == Backend::Sqlite;
+        if sqlite {
             sqlx::query(INGEST_CACHE).execute(&mut *tx).await?;
-            let written = self
-                .ingest_batch_in(&mut tx, source, run_id, now, batch, fold)
-                .await;
-            sqlx::query(crate::SQLITE_CACHE).execute(&mut *tx).await?;
-            let counts = written?;
-            tx.commit().await?;
-            return Ok(counts);
         }
-        let counts = self
+        let written = self
             .ingest_batch_in(&mut tx, source, run_id, now, batch, fold)
-            .await?;
+            .await;
+        if sqlite {
+            sqlx::query(crate::SQLITE_CACHE).execute(&mut *tx).await?;
+        }
+        let counts = written?;
         tx.commit().await?;
         Ok(counts)
     }
@@ -1375,6 +1373,24 @@ mod tests {
         }
     }
 
+    /// One batch of one record, added as a new model with the id `id`.
+    async fn add_as(store: &Store, id: Uuid, model_id: &str) -> Result<BatchCounts> {
+        let now = modelplane_domain::time::now();
+        store
+            .ingest_batch(
+                Source::Huggingface,
+                None,
+                now,
+                &[incoming(model_id)],
+                |_, item| Folded {
+                    model: CatalogModel::new(id, &item.provider, &item.model_id, now),
+                    action: Some(ChangeAction::Added),
+                    changes: Vec::new(),
+                },
+            )
+            .await
+    }
+
     /// The page cache size of every connection the pool can hand out.
     async fn cache_sizes(store: &Store) -> Vec<i64> {
         let mut held = Vec::new();
@@ -1400,34 +1416,11 @@ mod tests {
             .await
             .expect("connect");
         store.migrate().await.expect("migrate");
-        let now = modelplane_domain::time::now();
         let existing = Uuid::now_v7();
-        let added = |id: Uuid, item: &Incoming| Folded {
-            model: CatalogModel::new(id, &item.provider, &item.model_id, now),
-            action: Some(ChangeAction::Added),
-            changes: Vec::new(),
-        };
-        let counts = store
-            .ingest_batch(
-                Source::Huggingface,
-                None,
-                now,
-                &[incoming("a/one")],
-                |_, item| added(existing, item),
-            )
-            .await
-            .expect("a batch");
+        let counts = add_as(&store, existing, "a/one").await.expect("a batch");
         assert_eq!(counts.added, 1);
         // A batch that fails part-way: its new model takes an id in use.
-        let failed = store
-            .ingest_batch(
-                Source::Huggingface,
-                None,
-                now,
-                &[incoming("a/two")],
-                |_, item| added(existing, item),
-            )
-            .await;
+        let failed = add_as(&store, existing, "a/two").await;
         assert!(failed.is_err(), "{failed:?}");
         assert_eq!(cache_sizes(&store).await, vec![-32768; 8]);
         let (total, models) = store

@@ -232,16 +232,14 @@ impl Store {
     /// ingestion runs); it holds the write lock while it runs. PostgreSQL's
     /// GIN indexes need nothing.
     pub async fn optimize_search(&self) -> Result<()> {
-        if self.backend == Backend::Sqlite {
-            for table in ["models_fts"] {
-                let mut tx = self.begin_write().await?;
-                sqlx::query(&format!(
-                    "INSERT INTO {table} ({table}) VALUES ('optimize')"
-                ))
-                .execute(&mut *tx)
-                .await?;
-                tx.commit().await?;
-            }
+        for table in self.search_indexes() {
+            let mut tx = self.begin_write().await?;
+            sqlx::query(&format!(
+                "INSERT INTO {table} ({table}) VALUES ('optimize')"
+            ))
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
         }
         Ok(())
     }

@@ -118,32 +118,30 @@ impl CatalogIndex {
         if applied < 0 {
             return self.load(pool).await;
         }
-        let generation = current_generation(pool).await?;
+        // Rows read after `generation` was: every generation up to it has
+        // committed, so they hold all of its writes.
         let text = format!("SELECT {DOC_COLUMNS} FROM catalog_models WHERE gen > $1 ORDER BY seq");
         let mut rows = sqlx::query(&text).bind(applied).fetch(pool);
-        let mut docs = Vec::new();
+        let mut docs = Vec::with_capacity(BATCH);
         let mut read = 0usize;
-        loop {
-            let row = rows.try_next().await?;
-            read += usize::from(row.is_some());
-            if let Some(r) = &row {
-                docs.push(doc_from_row(r)?);
-            }
-            if docs.len() >= BATCH || (row.is_none() && !docs.is_empty()) {
-                let applied = self.write().apply(&docs);
-                if let Err(table::OutOfOrder(seq)) = applied {
-                    tracing::warn!(
-                        seq,
-                        "a catalog row arrived out of seq order; reloading the catalog index"
-                    );
-                    drop(rows);
-                    return self.load(pool).await;
+        let mut in_order = true;
+        while let Some(row) = rows.try_next().await? {
+            docs.push(doc_from_row(&row)?);
+            read += 1;
+            if docs.len() >= BATCH {
+                in_order = self.apply(&mut docs);
+                if !in_order {
+                    break;
                 }
-                docs.clear();
             }
-            if row.is_none() {
-                break;
-            }
+        }
+        if in_order {
+            in_order = self.apply(&mut docs);
+        }
+        if !in_order {
+            drop(rows);
+            tracing::warn!("a catalog row arrived out of seq order; reloading the catalog index");
+            return self.load(pool).await;
         }
         drop(rows);
         // After a large run (a first import), pack the table as a load
@@ -185,6 +183,16 @@ impl CatalogIndex {
         *self.write() = fresh;
         self.applied.store(generation, Ordering::Release);
         Ok(())
+    }
+
+    /// Applies and clears `docs`; false when a row came out of seq order.
+    fn apply(&self, docs: &mut Vec<Doc>) -> bool {
+        if docs.is_empty() {
+            return true;
+        }
+        let applied = self.write().apply(docs);
+        docs.clear();
+        applied.is_ok()
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Table> {
