@@ -496,6 +496,69 @@ const ROLLUP_UPSERT: &str = " ON CONFLICT (org_id, bucket_start, requested_model
      ttft_sum_ms = excluded.ttft_sum_ms, ttft_hist = excluded.ttft_hist, \
      first_at = excluded.first_at, last_at = excluded.last_at";
 
+/// Whether no id appears twice.
+fn distinct(ids: &[String]) -> bool {
+    let mut seen = HashSet::with_capacity(ids.len());
+    ids.iter().all(|id| seen.insert(id.as_str()))
+}
+
+/// `INSERT INTO usage_records … ON CONFLICT (id) DO NOTHING` for `chunk`,
+/// followed by `tail`.
+fn records_insert(chunk: &[UsageRecord], tail: &'static str) -> Sql {
+    let mut sql = Sql::new("INSERT INTO usage_records (");
+    sql.push(RECORD_COLUMNS).push(") VALUES ");
+    for (i, r) in chunk.iter().enumerate() {
+        if i > 0 {
+            sql.push(", ");
+        }
+        sql.push("(")
+            .bind(r.id.to_string())
+            .push(", ")
+            .bind(r.org_id.to_string())
+            .push(", ")
+            .bind(r.key_id.to_string())
+            .push(", ")
+            .bind(r.user_id.map(|u| u.to_string()))
+            .push(", ")
+            .bind(r.endpoint.as_str())
+            .push(", ")
+            .bind(r.requested_model.clone())
+            .push(", ")
+            .bind(r.route.clone())
+            .push(", ")
+            .bind(r.upstream.clone())
+            .push(", ")
+            .bind(r.upstream_model.clone())
+            .push(", ")
+            .bind(r.status.as_str())
+            .push(", ")
+            .bind(i32::from(r.http_status))
+            .push(", ")
+            .bind(i32::from(r.stream))
+            .push(", ")
+            .bind(r.prompt_tokens)
+            .push(", ")
+            .bind(r.completion_tokens)
+            .push(", ")
+            .bind(r.total_tokens)
+            .push(", ")
+            .bind_f64(r.cost_usd)
+            .push(", ")
+            .bind(r.latency_ms)
+            .push(", ")
+            .bind_f64(r.ttft_ms)
+            .push(", ")
+            .bind(i32::try_from(r.attempts).unwrap_or(i32::MAX))
+            .push(", ")
+            .bind(r.error.clone())
+            .push(", ")
+            .bind(to_micros(&r.created_at))
+            .push(")");
+    }
+    sql.push(" ON CONFLICT (id) DO NOTHING").push(tail);
+    sql
+}
+
 impl Store {
     /// Writes a batch of usage records and their rollups in one
     /// transaction. A record whose id is already stored is skipped (and not
@@ -515,58 +578,27 @@ impl Store {
         }
         let mut inserted: HashSet<String> = HashSet::with_capacity(records.len());
         for chunk in records.chunks(ROWS_PER_STATEMENT) {
-            let mut sql = Sql::new("INSERT INTO usage_records (");
-            sql.push(RECORD_COLUMNS).push(") VALUES ");
-            for (i, r) in chunk.iter().enumerate() {
-                if i > 0 {
-                    sql.push(", ");
+            let ids: Vec<String> = chunk.iter().map(|r| r.id.to_string()).collect();
+            // SQLite hands each `RETURNING` row from its worker thread to
+            // this one, a thread switch per record. A chunk of new ids (every
+            // chunk but a replay's) goes in without it, inside a savepoint:
+            // when every row went in, every id is new; otherwise the chunk
+            // is undone and written again, returning the ids that went in.
+            if self.backend == Backend::Sqlite && distinct(&ids) {
+                let mut part = sqlx::Connection::begin(&mut *tx).await?;
+                let (text, args) = records_insert(chunk, "").build_for(self.backend);
+                let written = sqlx::query_with(&text, args)
+                    .execute(&mut *part)
+                    .await?
+                    .rows_affected();
+                if usize::try_from(written).is_ok_and(|n| n == chunk.len()) {
+                    part.commit().await?;
+                    inserted.extend(ids);
+                    continue;
                 }
-                sql.push("(")
-                    .bind(r.id.to_string())
-                    .push(", ")
-                    .bind(r.org_id.to_string())
-                    .push(", ")
-                    .bind(r.key_id.to_string())
-                    .push(", ")
-                    .bind(r.user_id.map(|u| u.to_string()))
-                    .push(", ")
-                    .bind(r.endpoint.as_str())
-                    .push(", ")
-                    .bind(r.requested_model.clone())
-                    .push(", ")
-                    .bind(r.route.clone())
-                    .push(", ")
-                    .bind(r.upstream.clone())
-                    .push(", ")
-                    .bind(r.upstream_model.clone())
-                    .push(", ")
-                    .bind(r.status.as_str())
-                    .push(", ")
-                    .bind(i32::from(r.http_status))
-                    .push(", ")
-                    .bind(i32::from(r.stream))
-                    .push(", ")
-                    .bind(r.prompt_tokens)
-                    .push(", ")
-                    .bind(r.completion_tokens)
-                    .push(", ")
-                    .bind(r.total_tokens)
-                    .push(", ")
-                    .bind_f64(r.cost_usd)
-                    .push(", ")
-                    .bind(r.latency_ms)
-                    .push(", ")
-                    .bind_f64(r.ttft_ms)
-                    .push(", ")
-                    .bind(i32::try_from(r.attempts).unwrap_or(i32::MAX))
-                    .push(", ")
-                    .bind(r.error.clone())
-                    .push(", ")
-                    .bind(to_micros(&r.created_at))
-                    .push(")");
+                part.rollback().await?;
             }
-            sql.push(" ON CONFLICT (id) DO NOTHING RETURNING id");
-            let (text, args) = sql.build_for(self.backend);
+            let (text, args) = records_insert(chunk, " RETURNING id").build_for(self.backend);
             let ids: Vec<String> = sqlx::query_scalar_with(&text, args)
                 .fetch_all(&mut *tx)
                 .await?;
