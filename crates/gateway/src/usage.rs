@@ -23,6 +23,10 @@ use tokio::sync::{mpsc, oneshot};
 const CHANNEL_CAPACITY: usize = 65_536;
 /// Records per database write.
 const BATCH_MAX: usize = 2_000;
+/// Records queued at which a sender raises an idle writer to normal
+/// priority: with every CPU busy, an idle-priority thread barely runs, so
+/// it could not notice its own backlog.
+const BOOST_AT: usize = 4 * BATCH_MAX;
 /// How long a partial batch waits for company.
 const BATCH_WAIT: Duration = Duration::from_millis(100);
 /// How often a spill file is retried.
@@ -44,6 +48,9 @@ pub struct UsageRecorder {
     /// later records are appended by their sender.
     closed: Arc<AtomicBool>,
     stop: Arc<Mutex<Option<oneshot::Sender<()>>>>,
+    /// The writer thread's priority, raised by a sender that finds a
+    /// backlog queued.
+    priority: Arc<WriterPriority>,
     /// Answered (or dropped) when the writer thread has finished.
     done: Arc<Mutex<Option<oneshot::Receiver<()>>>>,
 }
@@ -204,9 +211,13 @@ impl UsageRecorder {
         let (stop_tx, stop_rx) = oneshot::channel();
         let (done_tx, done_rx) = oneshot::channel();
         let writer_spill = spill.clone();
+        let priority = Arc::new(WriterPriority::default());
+        let writer_priority = priority.clone();
         let started = std::thread::Builder::new()
             .name("usage-writer".into())
-            .spawn(move || writer_thread(store, rx, writer_spill, stop_rx, done_tx));
+            .spawn(move || {
+                writer_thread(store, rx, writer_spill, writer_priority, stop_rx, done_tx)
+            });
         if let Err(e) = started {
             // The channel's receiver went with the closure: every record
             // overflows to the spill file, replayed at the next start.
@@ -218,6 +229,7 @@ impl UsageRecorder {
             overflow,
             closed: Arc::new(AtomicBool::new(false)),
             stop: Arc::new(Mutex::new(Some(stop_tx))),
+            priority,
             done: Arc::new(Mutex::new(Some(done_rx))),
         }
     }
@@ -226,8 +238,17 @@ impl UsageRecorder {
     /// recorder runs. A full channel sends it to the overflow thread.
     pub fn record(&self, record: UsageRecord) {
         let record = match self.tx.try_send(record) {
-            Ok(()) => return,
-            Err(mpsc::error::TrySendError::Full(r) | mpsc::error::TrySendError::Closed(r)) => r,
+            Ok(()) => {
+                if self.tx.max_capacity() - self.tx.capacity() >= BOOST_AT {
+                    self.priority.boost();
+                }
+                return;
+            }
+            Err(mpsc::error::TrySendError::Full(r)) => {
+                self.priority.boost();
+                r
+            }
+            Err(mpsc::error::TrySendError::Closed(r)) => r,
         };
         if self.closed.load(Ordering::Acquire) {
             self.spill.append(std::slice::from_ref(&record));
@@ -284,6 +305,7 @@ fn writer_thread(
     store: Store,
     rx: mpsc::Receiver<UsageRecord>,
     spill: Arc<Spill>,
+    priority: Arc<WriterPriority>,
     stop: oneshot::Receiver<()>,
     done: oneshot::Sender<()>,
 ) {
@@ -298,6 +320,9 @@ fn writer_thread(
         }
     };
     let idle = set_idle_priority(true);
+    if idle {
+        priority.register();
+    }
     runtime.block_on(async move {
         // Both handles belong to this runtime (a PostgreSQL connection's
         // socket is bound to the runtime that opened it), and each opens its
@@ -307,6 +332,7 @@ fn writer_thread(
             idle: idle.then(|| store.background_handle(1)),
             normal: store.background_handle(1),
             behind: false,
+            priority,
         };
         writer(&mut lanes, rx, spill, stop).await;
         if let Some(idle) = &lanes.idle {
@@ -326,6 +352,7 @@ struct Lanes {
     normal: Store,
     /// Whether the writer runs at normal priority now.
     behind: bool,
+    priority: Arc<WriterPriority>,
 }
 
 impl Lanes {
@@ -335,16 +362,73 @@ impl Lanes {
         let Some(idle) = &self.idle else {
             return &self.normal;
         };
-        let behind = queued >= BATCH_MAX;
+        // A sender that raised the thread found it behind.
+        let mut behind = queued >= BATCH_MAX || self.priority.take_boost();
         if behind != self.behind {
             set_idle_priority(!behind);
             self.behind = behind;
+        }
+        // A sender raised it while it went idle: its raise may have come
+        // first, so it is raised here again.
+        if !behind && self.priority.boosted() {
+            set_idle_priority(false);
+            self.behind = true;
+            behind = true;
         }
         if behind {
             &self.normal
         } else {
             idle
         }
+    }
+}
+
+/// The writer thread as its senders see it, to raise it from idle
+/// priority when they find a backlog (`BOOST_AT`).
+#[derive(Default)]
+struct WriterPriority {
+    /// The writer's thread, once it runs at idle priority.
+    #[cfg(target_os = "linux")]
+    thread: std::sync::OnceLock<thread_priority::ThreadId>,
+    /// Raised by a sender, lowered by the writer once it has caught up.
+    boosted: AtomicBool,
+}
+
+impl WriterPriority {
+    /// Called on the writer's thread once it runs at idle priority.
+    fn register(&self) {
+        #[cfg(target_os = "linux")]
+        let _ = self.thread.set(thread_priority::thread_native_id());
+    }
+
+    /// Puts the writer at normal priority, once per backlog.
+    fn boost(&self) {
+        if self.boosted.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        #[cfg(target_os = "linux")]
+        if let Some(&thread) = self.thread.get() {
+            use thread_priority::{
+                set_thread_priority_and_policy, NormalThreadSchedulePolicy, ThreadPriority,
+                ThreadSchedulePolicy,
+            };
+            if let Err(e) = set_thread_priority_and_policy(
+                thread,
+                ThreadPriority::Min,
+                ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Other),
+            ) {
+                tracing::debug!(error = ?e, "cannot raise the usage writer's priority");
+            }
+        }
+    }
+
+    fn boosted(&self) -> bool {
+        self.boosted.load(Ordering::Acquire)
+    }
+
+    /// Whether a sender raised the writer since it last looked.
+    fn take_boost(&self) -> bool {
+        self.boosted.swap(false, Ordering::AcqRel)
     }
 }
 
@@ -606,6 +690,7 @@ mod tests {
                     idle: Some(store.background_handle(1)),
                     normal: store.clone(),
                     behind: false,
+                    priority: Arc::default(),
                 };
                 let org = Uuid::now_v7();
                 lanes
@@ -628,6 +713,47 @@ mod tests {
                     2,
                     "both lanes reach the database"
                 );
+            });
+        })
+        .join()
+        .expect("the test thread");
+    }
+
+    // With every CPU busy an idle-priority writer barely runs, so it cannot
+    // notice its own backlog: a sender that finds one raises the writer's
+    // thread from its own thread, and the writer catches up on the normal
+    // lane, then goes back to idle.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_sender_that_finds_a_backlog_raises_the_idle_writer_to_normal_priority() {
+        use thread_priority::{NormalThreadSchedulePolicy::*, ThreadSchedulePolicy::Normal};
+        std::thread::spawn(|| {
+            let tmp = tempfile::tempdir().expect("tempdir");
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                let store = store(tmp.path()).await;
+                assert!(set_idle_priority(true));
+                let priority = Arc::new(WriterPriority::default());
+                priority.register();
+                let mut lanes = Lanes {
+                    idle: Some(store.background_handle(1)),
+                    normal: store.clone(),
+                    behind: false,
+                    priority: priority.clone(),
+                };
+                let sender = priority.clone();
+                std::thread::spawn(move || sender.boost())
+                    .join()
+                    .expect("the sender");
+                assert_eq!(policy(), Normal(Other), "raised by the sender");
+                lanes.pick(0);
+                assert!(lanes.behind, "the raised writer writes on the normal lane");
+                lanes.pick(0);
+                assert!(!lanes.behind);
+                assert_eq!(policy(), Normal(Idle), "idle again once caught up");
             });
         })
         .join()
