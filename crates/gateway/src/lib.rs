@@ -97,21 +97,35 @@ struct Inner {
     tasks: TaskTracker,
 }
 
+thread_local! {
+    /// Whether this thread is an event loop's, with an upstream client of
+    /// its own (see [`Gateway::use_own_client`]).
+    static OWNS_CLIENT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// That client, built on the thread's first upstream request (a client
+    /// holds the TLS roots: about a megabyte an idle server need not hold).
+    static OWN_CLIENT: std::cell::OnceCell<reqwest::Client> = const { std::cell::OnceCell::new() };
+}
+
+/// The HTTP client for upstreams.
+fn upstream_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        // A proxy passes redirects back rather than following them.
+        .redirect(reqwest::redirect::Policy::none())
+        .tcp_nodelay(true)
+        .pool_max_idle_per_host(1024)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .connect_timeout(Duration::from_secs(10))
+        .build()
+        .unwrap_or_default()
+}
+
 /// Keys cached at most; past this the cache starts over.
 const KEY_CACHE_MAX: usize = 100_000;
 
 impl Gateway {
     /// Builds the gateway and starts its usage writer (needs a Tokio runtime).
     pub fn start(store: Store, secrets: SecretBox, settings: GatewaySettings) -> Gateway {
-        let client = reqwest::Client::builder()
-            // A proxy passes redirects back rather than following them.
-            .redirect(reqwest::redirect::Policy::none())
-            .tcp_nodelay(true)
-            .pool_max_idle_per_host(1024)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .connect_timeout(Duration::from_secs(10))
-            .build()
-            .unwrap_or_default();
+        let client = upstream_client();
         let usage = usage::UsageRecorder::start(store.clone(), settings.spill_dir.clone());
         let limiter = Arc::new(limits::Limiter::new(store.clone(), settings.limits_sync));
         let stop = CancellationToken::new();
@@ -133,6 +147,23 @@ impl Gateway {
                 tasks,
                 settings,
             }),
+        }
+    }
+
+    /// Gives the calling thread an upstream client of its own. Called by
+    /// each event loop's thread (a current-thread runtime): the pooled
+    /// upstream connections a request there opens are then driven by that
+    /// same loop, so relaying an answer never wakes another thread.
+    pub fn use_own_client(&self) {
+        OWNS_CLIENT.with(|owns| owns.set(true));
+    }
+
+    /// The calling thread's own upstream client, else the shared one.
+    fn client(&self) -> reqwest::Client {
+        if OWNS_CLIENT.with(std::cell::Cell::get) {
+            OWN_CLIENT.with(|c| c.get_or_init(upstream_client).clone())
+        } else {
+            self.inner.client.clone()
         }
     }
 

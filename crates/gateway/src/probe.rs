@@ -39,7 +39,7 @@ impl Gateway {
     }
 
     async fn probe(&self, u: &LiveUpstream, paid: bool) {
-        let client = &self.inner.client;
+        let client = self.client();
         let req = if paid {
             let body = serde_json::json!({
                 "model": u.model,

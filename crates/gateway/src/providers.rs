@@ -292,7 +292,7 @@ impl Gateway {
         let mut out = Vec::new();
         let mut page: Option<(&'static str, String)> = None;
         for _ in 0..LISTING_PAGES_MAX {
-            let mut req = self.inner.client.get(format!("{}/models", u.base_url));
+            let mut req = self.client().get(format!("{}/models", u.base_url));
             req = match u.provider.wire {
                 WireFormat::Anthropic => req.query(&[("limit", "1000")]),
                 WireFormat::Google => req.query(&[("pageSize", "1000")]),

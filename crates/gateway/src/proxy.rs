@@ -443,7 +443,7 @@ impl Gateway {
         head: &RequestHead,
         body: &Bytes,
     ) -> Result<reqwest::RequestBuilder, Refusal> {
-        let client = &self.inner.client;
+        let client = self.client();
         // The URL and credential were built when the route was loaded; the
         // formatted fallbacks only run for a base URL that does not parse,
         // so reqwest reports it as before.

@@ -49,6 +49,11 @@ pub struct Config {
     /// How long shutdown waits for in-flight requests before giving up.
     #[serde(default = "default_shutdown_grace")]
     pub shutdown_grace_secs: u64,
+    /// Threads that serve connections, each its own event loop; `/v1`
+    /// requests run on the loop their connection came in on (0, the
+    /// default: one per core).
+    #[serde(default)]
+    pub event_loops: usize,
     /// The 32-byte key (64 hex digits or base64) that seals stored secrets.
     /// Default: a key file `secret.key` created beside the SQLite database
     /// (or under `./data` for PostgreSQL; replicas must share one key, so
@@ -140,6 +145,7 @@ impl Default for Config {
             log_format: LogFormat::default(),
             log_level: default_log_level(),
             shutdown_grace_secs: default_shutdown_grace(),
+            event_loops: 0,
             secret_key: None,
             node: None,
             ingestion: IngestionConfig::default(),

@@ -4,10 +4,12 @@
 
 pub mod config;
 pub mod inspect;
+pub mod server;
 pub mod sqlite_alloc;
 pub mod telemetry;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use secrecy::ExposeSecret;
@@ -32,6 +34,9 @@ pub struct Application {
     gateway: Gateway,
     local: LocalModels,
     shutdown_grace: Duration,
+    event_loops: usize,
+    /// Run first on each event loop's thread, inside its runtime.
+    loop_start: Option<fn()>,
 }
 
 /// The key that seals stored secrets: configured, or the key file beside the
@@ -74,7 +79,19 @@ impl Application {
             gateway,
             local,
             shutdown_grace: Duration::from_secs(config.shutdown_grace_secs),
+            event_loops: match config.event_loops {
+                0 => server::default_event_loops(),
+                n => n,
+            },
+            loop_start: None,
         })
+    }
+
+    /// Sets what runs first on each event loop's thread, inside its
+    /// runtime (the binary starts its allocator's idle purge there).
+    pub fn on_event_loop_start(mut self, start: fn()) -> Self {
+        self.loop_start = Some(start);
+        self
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -111,12 +128,21 @@ impl Application {
             self.gateway.clone(),
             self.local.clone(),
         ));
-        let stop = shutdown.clone();
-        let server = axum::serve(self.listener, app)
-            .with_graceful_shutdown(async move { stop.cancelled().await });
+        let gateway = self.gateway.clone();
+        let loop_start = self.loop_start;
+        let mut loops = server::EventLoops::start(
+            self.event_loops,
+            app,
+            Arc::new(move || {
+                gateway.use_own_client();
+                if let Some(start) = loop_start {
+                    start();
+                }
+            }),
+        )?;
         let grace = self.shutdown_grace;
         tokio::select! {
-            result = server => result?,
+            () = loops.serve(self.listener, shutdown.clone()) => {}
             () = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
                 tracing::warn!("in-flight requests did not finish within {grace:?}; stopping anyway");
             }
@@ -127,6 +153,7 @@ impl Application {
         // Usage records still queued are written (or spilled) before the pool closes.
         self.gateway.shutdown().await;
         self.store.close().await;
+        loops.finish();
         tracing::info!("modelplane stopped");
         Ok(())
     }

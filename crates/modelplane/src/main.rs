@@ -184,7 +184,10 @@ async fn run() -> anyhow::Result<()> {
 
     match cli.command {
         Command::Serve { .. } => {
-            let app = Application::build(&config).await?;
+            // Each event loop's thread hands back its own freed memory too.
+            let app = Application::build(&config).await?.on_event_loop_start(|| {
+                tokio::spawn(purge_when_idle());
+            });
             steady_purge();
             tokio::spawn(purge_when_idle());
             app.run_until(shutdown_on_signals()).await
