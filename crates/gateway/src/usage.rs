@@ -671,12 +671,15 @@ mod tests {
         thread_priority::unix::thread_schedule_policy().expect("reads the policy")
     }
 
-    // The writer keeps up at idle priority, on a connection of its own whose
-    // thread inherits that priority, and catches up at normal priority.
+    /// Runs `test` on a thread of its own (priorities are per thread), put
+    /// at idle priority, with the writer's two lanes on a fresh store.
     #[cfg(target_os = "linux")]
-    #[test]
-    fn the_writer_runs_at_idle_priority_until_a_full_batch_waits_then_at_normal_priority() {
-        use thread_priority::{NormalThreadSchedulePolicy::*, ThreadSchedulePolicy::Normal};
+    fn on_an_idle_thread<F>(test: F)
+    where
+        F: FnOnce(Lanes, Store) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>
+            + Send
+            + 'static,
+    {
         std::thread::spawn(|| {
             let tmp = tempfile::tempdir().expect("tempdir");
             let rt = tokio::runtime::Builder::new_current_thread()
@@ -686,12 +689,27 @@ mod tests {
             rt.block_on(async {
                 let store = store(tmp.path()).await;
                 assert!(set_idle_priority(true));
-                let mut lanes = Lanes {
+                let lanes = Lanes {
                     idle: Some(store.background_handle(1)),
                     normal: store.clone(),
                     behind: false,
                     priority: Arc::default(),
                 };
+                test(lanes, store).await;
+            });
+        })
+        .join()
+        .expect("the test thread");
+    }
+
+    // The writer keeps up at idle priority, on a connection of its own whose
+    // thread inherits that priority, and catches up at normal priority.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_writer_runs_at_idle_priority_until_a_full_batch_waits_then_at_normal_priority() {
+        use thread_priority::{NormalThreadSchedulePolicy::*, ThreadSchedulePolicy::Normal};
+        on_an_idle_thread(|mut lanes, store| {
+            Box::pin(async move {
                 let org = Uuid::now_v7();
                 lanes
                     .pick(0)
@@ -713,10 +731,8 @@ mod tests {
                     2,
                     "both lanes reach the database"
                 );
-            });
-        })
-        .join()
-        .expect("the test thread");
+            })
+        });
     }
 
     // With every CPU busy an idle-priority writer barely runs, so it cannot
@@ -727,23 +743,10 @@ mod tests {
     #[test]
     fn a_sender_that_finds_a_backlog_raises_the_idle_writer_to_normal_priority() {
         use thread_priority::{NormalThreadSchedulePolicy::*, ThreadSchedulePolicy::Normal};
-        std::thread::spawn(|| {
-            let tmp = tempfile::tempdir().expect("tempdir");
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async {
-                let store = store(tmp.path()).await;
-                assert!(set_idle_priority(true));
-                let priority = Arc::new(WriterPriority::default());
+        on_an_idle_thread(|mut lanes, _store| {
+            Box::pin(async move {
+                let priority = lanes.priority.clone();
                 priority.register();
-                let mut lanes = Lanes {
-                    idle: Some(store.background_handle(1)),
-                    normal: store.clone(),
-                    behind: false,
-                    priority: priority.clone(),
-                };
                 let sender = priority.clone();
                 std::thread::spawn(move || sender.boost())
                     .join()
@@ -754,10 +757,8 @@ mod tests {
                 lanes.pick(0);
                 assert!(!lanes.behind);
                 assert_eq!(policy(), Normal(Idle), "idle again once caught up");
-            });
-        })
-        .join()
-        .expect("the test thread");
+            })
+        });
     }
 
     // The idle lane's connection thread was spawned at idle priority.
