@@ -153,7 +153,7 @@ impl Application {
         // Usage records still queued are written (or spilled) before the pool closes.
         self.gateway.shutdown().await;
         self.store.close().await;
-        loops.finish();
+        let _ = tokio::task::spawn_blocking(move || loops.finish()).await;
         tracing::info!("modelplane stopped");
         Ok(())
     }

@@ -29,8 +29,8 @@ use axum::response::IntoResponse;
 use axum::Router;
 use http::{Request, Response};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto::Builder;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use modelplane_api::error::{ApiError, ErrorCode};
 use tokio::net::TcpListener;
@@ -214,8 +214,10 @@ struct LaneLoop {
 impl LaneLoop {
     async fn run(mut self) {
         let graceful = GracefulShutdown::new();
-        let mut builder = Builder::new(TokioExecutor::new());
-        builder.http2().enable_connect_protocol();
+        // HTTP/1.1, as before the loops; the timer bounds how long a
+        // client may take to send a request head (30 s by default).
+        let mut builder = http1::Builder::new();
+        builder.timer(TokioTimer::new());
         while let Some(stream) = self.connections.recv().await {
             let stream = match tokio::net::TcpStream::from_std(stream) {
                 Ok(s) => s,
@@ -230,10 +232,7 @@ impl LaneLoop {
             let service = hyper::service::service_fn(move |req: Request<Incoming>| {
                 dispatch(app.clone(), &shared, req.map(Body::new))
             });
-            let conn = builder
-                .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                .into_owned();
-            let conn = graceful.watch(conn);
+            let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
             let open = self.open.clone();
             tokio::spawn(async move {
                 if let Err(e) = conn.await {
