@@ -16,7 +16,7 @@ use futures::StreamExt;
 use serde_json::{json, Value};
 use sqlx::Row;
 
-use crate::helpers::{assert_error, serve_fixture, TestApp};
+use crate::helpers::{assert_error, serve_fixture, Backend, TestApp};
 
 /// What an upstream fixture saw.
 #[derive(Default)]
@@ -871,6 +871,52 @@ async fn usage_written_at_shutdown_is_not_lost(app: TestApp) {
         .expect("count");
     assert_eq!(n, 20);
 }
+
+/// One event loop serves every connection: streams that never end, each
+/// holding a connection open on it, leave it free to serve more streams and
+/// the admin API (which it hands to the shared runtime) at the same time.
+async fn one_event_loop_serves_open_streams_and_the_admin_api_together(backend: Backend) {
+    // A loop that served one connection at a time would hang here: fail instead.
+    tokio::time::timeout(Duration::from_secs(60), async {
+        let Some(app) = TestApp::spawn_with(backend, |c| c.event_loops = 1).await else {
+            return;
+        };
+        let (base, _seen) = endless_upstream().await;
+        create_route(&app, json!({"name": "slow", "upstreams": [{"provider": "vllm", "model": "m", "base_url": base}]})).await;
+        let token = app.key_with(&["gateway"], None).await;
+        let mut open = Vec::new();
+        for _ in 0..8 {
+            // A client of its own each: a connection of its own each.
+            let resp = reqwest::Client::new()
+                .post(app.url("/v1/chat/completions"))
+                .bearer_auth(&token)
+                .json(&json!({"model": "slow", "stream": true, "messages": []}))
+                .send()
+                .await
+                .expect("sent");
+            assert_eq!(resp.status(), StatusCode::OK);
+            let mut stream = resp.bytes_stream();
+            let first = stream.next().await.expect("a chunk").expect("bytes");
+            assert!(String::from_utf8_lossy(&first).contains("tick"));
+            open.push(stream);
+        }
+        let (status, routes) = app.get("/api/v1/routes").await;
+        assert_eq!(status, StatusCode::OK, "{routes}");
+        assert_eq!(routes["routes"][0]["name"], "slow", "{routes}");
+        // Every stream is still flowing.
+        for stream in &mut open {
+            let next = stream.next().await.expect("more").expect("bytes");
+            assert!(String::from_utf8_lossy(&next).contains("keep-alive"));
+        }
+        drop(open);
+        let rows = usage_rows(&app, 8).await;
+        assert!(rows.iter().all(|r| r["status"] == "cancelled"), "{rows:?}");
+    })
+    .await
+    .expect("every request answered within a minute");
+}
+
+crate::both_backends_with!(one_event_loop_serves_open_streams_and_the_admin_api_together);
 
 crate::both_backends!(
     chat_passes_through_byte_for_byte_and_is_metered,
