@@ -770,9 +770,12 @@ mod tests {
         let recorder = UsageRecorder::start(store.clone(), tmp.path().into());
         recorder.record(record(Uuid::now_v7()));
         let mut idle_threads = Vec::new();
+        // Other tests' writers run in this process too: wait for both kinds.
         for _ in 0..100 {
             idle_threads = idle_thread_names();
-            if idle_threads.len() >= 2 {
+            if idle_threads.iter().any(|n| n == "usage-writer")
+                && idle_threads.iter().any(|n| n.starts_with("sqlx-sqlite"))
+            {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
