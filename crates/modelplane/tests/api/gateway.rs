@@ -568,21 +568,32 @@ async fn errors_on_v1_have_openais_shape(app: TestApp) {
     assert_eq!(rows[0]["http_status"], 404);
 }
 
-async fn a_client_that_leaves_cancels_the_upstream_and_is_metered(app: TestApp) {
-    let (base, seen) = endless_upstream().await;
-    create_route(&app, json!({"name": "slow", "upstreams": [{"provider": "vllm", "model": "m", "base_url": base}]})).await;
-    let token = app.key_with(&["gateway"], None).await;
-    let resp = app
-        .client
+/// Starts a stream through the route `slow` (an [`endless_upstream`]) and
+/// reads its first chunk.
+async fn open_slow_stream(
+    client: &reqwest::Client,
+    app: &TestApp,
+    token: &str,
+) -> impl futures::Stream<Item = reqwest::Result<Bytes>> + Unpin {
+    let resp = client
         .post(app.url("/v1/chat/completions"))
-        .bearer_auth(&token)
+        .bearer_auth(token)
         .json(&json!({"model": "slow", "stream": true, "messages": []}))
         .send()
         .await
         .expect("sent");
+    assert_eq!(resp.status(), StatusCode::OK);
     let mut stream = resp.bytes_stream();
     let first = stream.next().await.expect("a chunk").expect("bytes");
     assert!(String::from_utf8_lossy(&first).contains("tick"));
+    stream
+}
+
+async fn a_client_that_leaves_cancels_the_upstream_and_is_metered(app: TestApp) {
+    let (base, seen) = endless_upstream().await;
+    create_route(&app, json!({"name": "slow", "upstreams": [{"provider": "vllm", "model": "m", "base_url": base}]})).await;
+    let token = app.key_with(&["gateway"], None).await;
+    let stream = open_slow_stream(&app.client, &app, &token).await;
     drop(stream);
     let rows = usage_rows(&app, 1).await;
     assert_eq!(rows[0]["status"], "cancelled");
@@ -887,18 +898,7 @@ async fn one_event_loop_serves_open_streams_and_the_admin_api_together(backend: 
         let mut open = Vec::new();
         for _ in 0..8 {
             // A client of its own each: a connection of its own each.
-            let resp = reqwest::Client::new()
-                .post(app.url("/v1/chat/completions"))
-                .bearer_auth(&token)
-                .json(&json!({"model": "slow", "stream": true, "messages": []}))
-                .send()
-                .await
-                .expect("sent");
-            assert_eq!(resp.status(), StatusCode::OK);
-            let mut stream = resp.bytes_stream();
-            let first = stream.next().await.expect("a chunk").expect("bytes");
-            assert!(String::from_utf8_lossy(&first).contains("tick"));
-            open.push(stream);
+            open.push(open_slow_stream(&reqwest::Client::new(), &app, &token).await);
         }
         let (status, routes) = app.get("/api/v1/routes").await;
         assert_eq!(status, StatusCode::OK, "{routes}");
