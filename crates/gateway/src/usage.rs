@@ -401,24 +401,15 @@ impl WriterPriority {
         let _ = self.thread.set(thread_priority::thread_native_id());
     }
 
-    /// Puts the writer at normal priority, once per backlog.
+    /// Puts the writer at normal priority, once per backlog (a plain load
+    /// first, so senders during a backlog only read the flag).
     fn boost(&self) {
-        if self.boosted.swap(true, Ordering::AcqRel) {
+        if self.boosted() || self.boosted.swap(true, Ordering::AcqRel) {
             return;
         }
         #[cfg(target_os = "linux")]
         if let Some(&thread) = self.thread.get() {
-            use thread_priority::{
-                set_thread_priority_and_policy, NormalThreadSchedulePolicy, ThreadPriority,
-                ThreadSchedulePolicy,
-            };
-            if let Err(e) = set_thread_priority_and_policy(
-                thread,
-                ThreadPriority::Min,
-                ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Other),
-            ) {
-                tracing::debug!(error = ?e, "cannot raise the usage writer's priority");
-            }
+            set_thread_idle(thread, false);
         }
     }
 
@@ -437,31 +428,38 @@ impl WriterPriority {
 fn set_idle_priority(idle: bool) -> bool {
     #[cfg(target_os = "linux")]
     {
-        use thread_priority::{
-            set_thread_priority_and_policy, thread_native_id, NormalThreadSchedulePolicy,
-            ThreadPriority, ThreadSchedulePolicy,
-        };
-        let policy = if idle {
-            NormalThreadSchedulePolicy::Idle
-        } else {
-            NormalThreadSchedulePolicy::Other
-        };
-        match set_thread_priority_and_policy(
-            thread_native_id(),
-            ThreadPriority::Min,
-            ThreadSchedulePolicy::Normal(policy),
-        ) {
-            Ok(()) => true,
-            Err(e) => {
-                tracing::debug!(error = ?e, idle, "the usage writer's priority is unchanged");
-                false
-            }
-        }
+        set_thread_idle(thread_priority::thread_native_id(), idle)
     }
     #[cfg(not(target_os = "linux"))]
     {
         let _ = idle;
         false
+    }
+}
+
+/// Puts `thread` (this process's) at idle scheduling priority or back to
+/// normal; true when it took effect.
+#[cfg(target_os = "linux")]
+fn set_thread_idle(thread: thread_priority::ThreadId, idle: bool) -> bool {
+    use thread_priority::{
+        set_thread_priority_and_policy, NormalThreadSchedulePolicy, ThreadPriority,
+        ThreadSchedulePolicy,
+    };
+    let policy = if idle {
+        NormalThreadSchedulePolicy::Idle
+    } else {
+        NormalThreadSchedulePolicy::Other
+    };
+    match set_thread_priority_and_policy(
+        thread,
+        ThreadPriority::Min,
+        ThreadSchedulePolicy::Normal(policy),
+    ) {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::debug!(error = ?e, idle, "the usage writer's priority is unchanged");
+            false
+        }
     }
 }
 

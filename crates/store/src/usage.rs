@@ -502,17 +502,17 @@ fn distinct(ids: &[String]) -> bool {
     ids.iter().all(|id| seen.insert(id.as_str()))
 }
 
-/// `INSERT INTO usage_records … ON CONFLICT (id) DO NOTHING` for `chunk`,
-/// followed by `tail`.
-fn records_insert(chunk: &[UsageRecord], tail: &'static str) -> Sql {
+/// `INSERT INTO usage_records … ON CONFLICT (id) DO NOTHING` for `chunk`
+/// (whose ids, formatted, are `ids`), followed by `tail`.
+fn records_insert(chunk: &[UsageRecord], ids: &[String], tail: &'static str) -> Sql {
     let mut sql = Sql::new("INSERT INTO usage_records (");
     sql.push(RECORD_COLUMNS).push(") VALUES ");
-    for (i, r) in chunk.iter().enumerate() {
+    for (i, (r, id)) in chunk.iter().zip(ids).enumerate() {
         if i > 0 {
             sql.push(", ");
         }
         sql.push("(")
-            .bind(r.id.to_string())
+            .bind(id.clone())
             .push(", ")
             .bind(r.org_id.to_string())
             .push(", ")
@@ -586,7 +586,7 @@ impl Store {
             // is undone and written again, returning the ids that went in.
             if self.backend == Backend::Sqlite && distinct(&ids) {
                 let mut part = sqlx::Connection::begin(&mut *tx).await?;
-                let (text, args) = records_insert(chunk, "").build_for(self.backend);
+                let (text, args) = records_insert(chunk, &ids, "").build_for(self.backend);
                 let written = sqlx::query_with(&text, args)
                     .execute(&mut *part)
                     .await?
@@ -598,7 +598,7 @@ impl Store {
                 }
                 part.rollback().await?;
             }
-            let (text, args) = records_insert(chunk, " RETURNING id").build_for(self.backend);
+            let (text, args) = records_insert(chunk, &ids, " RETURNING id").build_for(self.backend);
             let ids: Vec<String> = sqlx::query_scalar_with(&text, args)
                 .fetch_all(&mut *tx)
                 .await?;
