@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
+use tokio_util::task::{AbortOnDropHandle, TaskTracker};
 
 use crate::error::Result;
 use crate::secrets::SecretBox;
@@ -490,7 +490,7 @@ impl Ingestion {
         let source = run.source;
         let spool =
             tempfile::tempfile().map_err(|e| format!("could not create a spool file: {e}"))?;
-        let mut sink = RunSink {
+        let sink = RunSink {
             store: store.clone(),
             source,
             credential: client.credential_id(),
@@ -500,15 +500,12 @@ impl Ingestion {
             records: 0,
             progress: progress.clone(),
         };
-        modelplane_ingest::list(source, client, &mut sink)
-            .await
-            .map_err(|e| e.to_string())?;
         let RunSink {
             spool,
             seen,
             changed,
             ..
-        } = sink;
+        } = list_and_compare(source, client, sink).await?;
         let mut spool = spool
             .into_inner()
             .map_err(|e| format!("could not write the spool file: {e}"))?;
@@ -841,6 +838,48 @@ impl Spooled {
             hash: self.hash,
             credential: self.credential,
         }
+    }
+}
+
+/// Lists `source` into `sink` on two tasks: while the sink compares and
+/// spools one page, the listing fetches and parses the next, so the fetch
+/// phase of a large run keeps two cores busy instead of one. The sink's
+/// error wins over the listing's, whose send then failed because of it.
+async fn list_and_compare(
+    source: Source,
+    client: &SourceClient,
+    mut sink: RunSink,
+) -> std::result::Result<RunSink, String> {
+    let (pages, mut received) = tokio::sync::mpsc::channel::<Vec<SourceRecord>>(2);
+    let compare = AbortOnDropHandle::new(tokio::spawn(async move {
+        while let Some(records) = received.recv().await {
+            sink.page(records).await?;
+        }
+        Ok::<_, SourceError>(sink)
+    }));
+    let listed = modelplane_ingest::list(source, client, &mut Forward(pages)).await;
+    let compared = match compare.await {
+        Ok(compared) => compared,
+        Err(join) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
+        Err(join) => return Err(format!("the compare task stopped: {join}")),
+    };
+    match (listed, compared) {
+        (_, Err(e)) | (Err(e), Ok(_)) => Err(e.to_string()),
+        (Ok(()), Ok(sink)) => Ok(sink),
+    }
+}
+
+/// Hands each page to the compare task; a failed send means that task has
+/// stopped on an error of its own.
+struct Forward(tokio::sync::mpsc::Sender<Vec<SourceRecord>>);
+
+#[async_trait]
+impl PageSink for Forward {
+    async fn page(&mut self, records: Vec<SourceRecord>) -> std::result::Result<(), SourceError> {
+        self.0
+            .send(records)
+            .await
+            .map_err(|_| SourceError::Sink("the comparison of pages stopped".to_owned()))
     }
 }
 
