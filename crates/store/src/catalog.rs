@@ -1,9 +1,11 @@
 //! The global catalog: models, aliases, per-source listings and history.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
 
 use sqlx::any::AnyRow;
-use sqlx::{Any, Row, Transaction};
+use sqlx::{Any, Connection, Row, Transaction};
 use uuid::Uuid;
 
 use modelplane_domain::catalog::{
@@ -244,7 +246,7 @@ fn models_statement_at((models, generation): (&[&CatalogModel], i64)) -> Result<
 }
 
 async fn upsert_models(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut Transaction<'_, Any>,
     models: &[&CatalogModel],
     generation: i64,
 ) -> Result<()> {
@@ -258,9 +260,33 @@ async fn upsert_models(
     .await
 }
 
-/// The SQLite page cache of an ingestion batch's connection while it
-/// writes (256 MiB); set back to the pool's own before the commit.
-const INGEST_CACHE: &str = "PRAGMA cache_size = -262144";
+/// An ingestion batch's SQLite connection while it writes: a 256 MiB page
+/// cache, and no checkpoint when it commits (one runs in the background
+/// instead, [`Store::checkpoint_in_background`]).
+const INGEST_PRAGMAS: &str = "PRAGMA cache_size = -262144; PRAGMA wal_autocheckpoint = 0";
+
+/// Background checkpoints lag the batches, and a WAL only starts over when
+/// a write begins with every frame copied; past this many frames (512 MiB of
+/// 4 KiB pages) the next batch first copies the rest itself.
+const WAL_FRAMES_LIMIT: i64 = 131_072;
+
+/// The SQLite WAL checkpoints of bulk ingestion: one at a time, and the
+/// WAL's size in frames as the last one found it.
+#[derive(Debug, Default)]
+pub(crate) struct Checkpoints {
+    running: Arc<tokio::sync::Mutex<()>>,
+    wal_frames: AtomicI64,
+}
+
+/// Runs a passive checkpoint on `conn` (it copies what no reader still
+/// needs and blocks no writer) and returns the WAL's size in frames.
+async fn checkpoint(conn: &mut sqlx::AnyConnection) -> Result<i64> {
+    let (_busy, frames, _copied): (i64, i64, i64) =
+        sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
+            .fetch_one(conn)
+            .await?;
+    Ok(frames)
+}
 
 /// PostgreSQL plans the batch's writes once per connection for the rest of
 /// the transaction: a multi-row insert's plan does not depend on its values,
@@ -278,7 +304,7 @@ const ROWS_PER_STATEMENT: usize = 400;
 /// PostgreSQL's server) on the first poll of its future, so the JSON and
 /// parameters of the next are made meanwhile on this thread instead of
 /// after it.
-async fn execute_pipelined<I>(tx: &mut Transaction<'static, Any>, statements: I) -> Result<()>
+async fn execute_pipelined<I>(tx: &mut Transaction<'_, Any>, statements: I) -> Result<()>
 where
     I: IntoIterator<Item = Result<Sql>>,
 {
@@ -355,7 +381,7 @@ fn changes_statement(rows: &[ChangeRow]) -> Result<Sql> {
     Ok(sql)
 }
 
-async fn insert_changes(tx: &mut Transaction<'static, Any>, rows: &[ChangeRow]) -> Result<()> {
+async fn insert_changes(tx: &mut Transaction<'_, Any>, rows: &[ChangeRow]) -> Result<()> {
     execute_pipelined(tx, rows.chunks(ROWS_PER_STATEMENT).map(changes_statement)).await
 }
 
@@ -380,7 +406,7 @@ fn aliases_statement(rows: &[(Uuid, Alias)]) -> Result<Sql> {
     Ok(sql)
 }
 
-async fn insert_aliases(tx: &mut Transaction<'static, Any>, rows: &[(Uuid, Alias)]) -> Result<()> {
+async fn insert_aliases(tx: &mut Transaction<'_, Any>, rows: &[(Uuid, Alias)]) -> Result<()> {
     execute_pipelined(tx, rows.chunks(ROWS_PER_STATEMENT).map(aliases_statement)).await
 }
 
@@ -407,10 +433,7 @@ fn providers_statement(slugs: &BTreeSet<String>) -> Option<Sql> {
     Some(sql)
 }
 
-async fn ensure_providers(
-    tx: &mut Transaction<'static, Any>,
-    slugs: &BTreeSet<String>,
-) -> Result<()> {
+async fn ensure_providers(tx: &mut Transaction<'_, Any>, slugs: &BTreeSet<String>) -> Result<()> {
     execute_pipelined(tx, providers_statement(slugs).map(Ok)).await
 }
 
@@ -832,29 +855,72 @@ impl Store {
         batch: &[Incoming],
         fold: impl Fn(Option<CatalogModel>, &Incoming) -> Folded,
     ) -> Result<BatchCounts> {
-        let mut tx = self.begin_write().await?;
-        // On SQLite, room for every page the batch dirties, so none is
-        // written out before the commit (a batch's inserts land on pages all
-        // over the unique and normalized-id indexes); the pool's own size
-        // again before the connection goes back, whatever happened.
-        let sqlite = self.backend == Backend::Sqlite;
-        if sqlite {
-            sqlx::query(INGEST_CACHE).execute(&mut *tx).await?;
+        if self.backend == Backend::Postgres {
+            let mut tx = self.pool.begin().await?;
+            let counts = self
+                .ingest_batch_in(&mut tx, source, run_id, now, batch, fold)
+                .await?;
+            tx.commit().await?;
+            return Ok(counts);
         }
-        let written = self
-            .ingest_batch_in(&mut tx, source, run_id, now, batch, fold)
+        let mut conn = self.pool.acquire().await?;
+        if self.checkpoints.wal_frames.load(Ordering::Relaxed) > WAL_FRAMES_LIMIT {
+            // Copy what the background has not yet, so this batch's first
+            // frame starts the WAL over instead of growing it further.
+            let _running = self.checkpoints.running.lock().await;
+            checkpoint(&mut conn).await?;
+            self.checkpoints.wal_frames.store(0, Ordering::Relaxed);
+        }
+        // Room for every page the batch dirties, so none is written out
+        // before the commit (a batch's inserts land on pages all over the
+        // unique and normalized-id indexes), and no checkpoint in the commit;
+        // the pool's own settings again before the connection goes back,
+        // whatever happened.
+        sqlx::query(INGEST_PRAGMAS).execute(&mut *conn).await?;
+        let written = async {
+            let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+            let counts = self
+                .ingest_batch_in(&mut tx, source, run_id, now, batch, fold)
+                .await?;
+            tx.commit().await?;
+            Ok::<_, StoreError>(counts)
+        }
+        .await;
+        let restored = sqlx::query(crate::SQLITE_POOL_PRAGMAS)
+            .execute(&mut *conn)
             .await;
-        if sqlite {
-            sqlx::query(crate::SQLITE_CACHE).execute(&mut *tx).await?;
-        }
+        drop(conn);
         let counts = written?;
-        tx.commit().await?;
+        restored?;
+        self.checkpoint_in_background();
         Ok(counts)
+    }
+
+    /// Starts a passive checkpoint of the WAL on a connection of its own,
+    /// unless one is running: the copy into the database file and its two
+    /// fsyncs overlap the next batch instead of stalling its commit.
+    fn checkpoint_in_background(&self) {
+        let Ok(running) = self.checkpoints.running.clone().try_lock_owned() else {
+            return;
+        };
+        let pool = self.pool.clone();
+        let checkpoints = self.checkpoints.clone();
+        tokio::spawn(async move {
+            let _running = running;
+            let checkpointed = async {
+                let mut conn = pool.acquire().await?;
+                checkpoint(&mut conn).await
+            };
+            match checkpointed.await {
+                Ok(frames) => checkpoints.wal_frames.store(frames, Ordering::Relaxed),
+                Err(e) => tracing::warn!(error = %e, "background WAL checkpoint failed"),
+            }
+        });
     }
 
     async fn ingest_batch_in(
         &self,
-        tx: &mut Transaction<'static, Any>,
+        tx: &mut Transaction<'_, Any>,
         source: Source,
         run_id: Option<i64>,
         now: Timestamp,
@@ -1000,7 +1066,7 @@ impl Store {
 
     async fn locked_models(
         &self,
-        tx: &mut Transaction<'static, Any>,
+        tx: &mut Transaction<'_, Any>,
         batch: &[Incoming],
     ) -> Result<HashMap<String, CatalogModel>> {
         // One query per provider, `model_id IN (…)`: the unique
@@ -1041,7 +1107,7 @@ impl Store {
     /// share it), by record key.
     async fn locked_by_normalized(
         &self,
-        tx: &mut Transaction<'static, Any>,
+        tx: &mut Transaction<'_, Any>,
         items: &[&Incoming],
         unofficial_only: bool,
     ) -> Result<HashMap<String, CatalogModel>> {
@@ -1099,7 +1165,7 @@ impl Store {
 
     async fn listing_credentials(
         &self,
-        tx: &mut Transaction<'static, Any>,
+        tx: &mut Transaction<'_, Any>,
         source: Source,
         batch: &[Incoming],
     ) -> Result<HashMap<String, Vec<String>>> {
@@ -1402,25 +1468,29 @@ mod tests {
     }
 
     /// The page cache size of every connection the pool can hand out.
-    async fn cache_sizes(store: &Store) -> Vec<i64> {
+    /// Each pooled connection's page cache and checkpoint threshold.
+    async fn pool_settings(store: &Store) -> Vec<(i64, i64)> {
         let mut held = Vec::new();
         for _ in 0..8 {
             held.push(store.pool.acquire().await.expect("a connection"));
         }
         let mut sizes = Vec::new();
         for conn in &mut held {
-            sizes.push(
-                sqlx::query_scalar::<_, i64>("PRAGMA cache_size")
-                    .fetch_one(&mut **conn)
-                    .await
-                    .expect("cache_size"),
-            );
+            let cache = sqlx::query_scalar::<_, i64>("PRAGMA cache_size")
+                .fetch_one(&mut **conn)
+                .await
+                .expect("cache_size");
+            let threshold = sqlx::query_scalar::<_, i64>("PRAGMA wal_autocheckpoint")
+                .fetch_one(&mut **conn)
+                .await
+                .expect("wal_autocheckpoint");
+            sizes.push((cache, threshold));
         }
         sizes
     }
 
     #[tokio::test]
-    async fn an_ingestion_batch_hands_its_connection_back_with_the_pools_page_cache() {
+    async fn an_ingestion_batch_hands_its_connection_back_with_the_pools_settings() {
         let path = std::env::temp_dir().join(format!("mp-ingest-cache-{}.db", Uuid::now_v7()));
         let store = Store::connect(&format!("sqlite://{}", path.display()))
             .await
@@ -1432,13 +1502,37 @@ mod tests {
         // A batch that fails part-way: its new model takes an id in use.
         let failed = add_as(&store, existing, "a/two").await;
         assert!(failed.is_err(), "{failed:?}");
-        assert_eq!(cache_sizes(&store).await, vec![-32768; 8]);
+        assert_eq!(pool_settings(&store).await, vec![(-32768, 16384); 8]);
         let (total, models) = store
             .list_catalog(&CatalogFilter::default(), None, Page::default())
             .await
             .expect("list");
         assert_eq!(total, 1, "the failed batch wrote nothing");
         assert_eq!(models[0].model_id, "a/one");
+        store.close().await;
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+    }
+
+    #[tokio::test]
+    async fn an_ingestion_batch_leaves_its_checkpoint_to_the_background() {
+        let path = std::env::temp_dir().join(format!("mp-ingest-ckpt-{}.db", Uuid::now_v7()));
+        let store = Store::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .expect("connect");
+        store.migrate().await.expect("migrate");
+        assert_eq!(store.checkpoints.wal_frames.load(Ordering::Relaxed), 0);
+        add_as(&store, Uuid::now_v7(), "a/one")
+            .await
+            .expect("a batch");
+        // The batch returned holding the checkpoint lock for its task.
+        let _done = store.checkpoints.running.lock().await;
+        assert!(
+            store.checkpoints.wal_frames.load(Ordering::Relaxed) > 0,
+            "the background checkpoint ran and saw the batch's frames"
+        );
+        drop(_done);
         store.close().await;
         for suffix in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));

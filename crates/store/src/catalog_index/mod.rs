@@ -68,7 +68,7 @@ fn doc_from_row(r: &AnyRow) -> Result<Doc> {
 /// Takes the catalog's next write generation. The first statement of every
 /// transaction that writes `catalog_models`: its row lock makes those
 /// transactions take turns, so generations (and seqs) commit in order.
-pub(crate) async fn next_generation(tx: &mut Transaction<'static, Any>) -> Result<i64> {
+pub(crate) async fn next_generation(tx: &mut Transaction<'_, Any>) -> Result<i64> {
     Ok(
         sqlx::query_scalar("UPDATE catalog_state SET gen = gen + 1 WHERE id = 1 RETURNING gen")
             .fetch_one(&mut **tx)
