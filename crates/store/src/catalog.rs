@@ -225,8 +225,11 @@ const UPSERT_TAIL: &str = " ON CONFLICT (provider, model_id) DO UPDATE SET \
      updated_at = excluded.updated_at, gen = excluded.gen";
 
 /// The multi-row upsert of some catalog models (at most 200: 4,200
-/// parameters), stamped with the writing transaction's generation.
-fn models_statement(models: &[&CatalogModel], generation: i64) -> Result<Sql> {
+/// parameters), stamped with the writing transaction's generation. Models
+/// known to be new (none with their key was found under the generation
+/// lock, which every catalog writer takes) go in as a plain insert: an
+/// upsert probes the unique index once more per row before inserting.
+fn models_statement(models: &[&CatalogModel], generation: i64, upsert: bool) -> Result<Sql> {
     let mut sql = Sql::new(UPSERT_HEAD);
     for (i, m) in models.iter().enumerate() {
         if i > 0 {
@@ -234,15 +237,19 @@ fn models_statement(models: &[&CatalogModel], generation: i64) -> Result<Sql> {
         }
         push_model_values(&mut sql, m, generation)?;
     }
-    sql.push(UPSERT_TAIL);
+    if upsert {
+        sql.push(UPSERT_TAIL);
+    }
     Ok(sql)
 }
 
-/// [`models_statement`] of a (models, generation) pair: a function rather
-/// than a closure, which the compiler cannot prove `Send` across the
-/// ingestion task's awaits.
-fn models_statement_at((models, generation): (&[&CatalogModel], i64)) -> Result<Sql> {
-    models_statement(models, generation)
+/// [`models_statement`] of a (models, (generation, upsert)) pair: a
+/// function rather than a closure, which the compiler cannot prove `Send`
+/// across the ingestion task's awaits.
+fn models_statement_at(
+    (models, (generation, upsert)): (&[&CatalogModel], (i64, bool)),
+) -> Result<Sql> {
+    models_statement(models, generation, upsert)
 }
 
 async fn upsert_models(
@@ -254,7 +261,7 @@ async fn upsert_models(
         tx,
         models
             .chunks(MODELS_PER_STATEMENT)
-            .zip(std::iter::repeat(generation))
+            .zip(std::iter::repeat((generation, true)))
             .map(models_statement_at),
     )
     .await
@@ -448,7 +455,15 @@ struct ListingRow<'a> {
     at: Timestamp,
 }
 
-fn listings_statement(rows: &[ListingRow<'_>]) -> Result<Sql> {
+/// [`listings_statement`] of a (rows, upsert) pair (a function, for `Send`).
+fn listings_statement_at((rows, upsert): (&[ListingRow<'_>], bool)) -> Result<Sql> {
+    listings_statement(rows, upsert)
+}
+
+/// The multi-row write of some listings: a plain insert for keys the
+/// source has no listing of (a source's listings are written only by its
+/// own runs, one at a time), else an upsert.
+fn listings_statement(rows: &[ListingRow<'_>], upsert: bool) -> Result<Sql> {
     let mut sql = Sql::new(
         "INSERT INTO catalog_listings (source, model_key, catalog_id, hash, raw, credentials, \
          missed_runs, first_listed_at, changed_at) VALUES ",
@@ -475,11 +490,13 @@ fn listings_statement(rows: &[ListingRow<'_>]) -> Result<Sql> {
             .bind(micros(&row.at))
             .push(")");
     }
-    sql.push(
-        " ON CONFLICT (source, model_key) DO UPDATE SET hash = excluded.hash, \
-         raw = excluded.raw, credentials = excluded.credentials, missed_runs = 0, \
-         changed_at = excluded.changed_at, catalog_id = excluded.catalog_id",
-    );
+    if upsert {
+        sql.push(
+            " ON CONFLICT (source, model_key) DO UPDATE SET hash = excluded.hash, \
+             raw = excluded.raw, credentials = excluded.credentials, missed_runs = 0, \
+             changed_at = excluded.changed_at, catalog_id = excluded.catalog_id",
+        );
+    }
     Ok(sql)
 }
 
@@ -986,6 +1003,7 @@ impl Store {
         let mut aliases = Vec::new();
         let mut providers = BTreeSet::new();
         let mut listings = Vec::with_capacity(batch.len());
+        let mut added: HashSet<Uuid> = HashSet::new();
         for item in batch {
             let key = item.key();
             let current = target.get(&key).and_then(|id| latest.remove(id));
@@ -1009,6 +1027,9 @@ impl Store {
                 }
                 if written.insert(id) {
                     written_ids.push(id);
+                }
+                if action == ChangeAction::Added {
+                    added.insert(id);
                 }
             }
             providers.insert(folded.model.provider.clone());
@@ -1038,8 +1059,13 @@ impl Store {
             target.insert(key, id);
             latest.insert(id, folded.model);
         }
-        let models: Vec<&CatalogModel> =
-            written_ids.iter().filter_map(|id| latest.get(id)).collect();
+        let (new_models, models): (Vec<&CatalogModel>, Vec<&CatalogModel>) = written_ids
+            .iter()
+            .filter_map(|id| latest.get(id))
+            .partition(|m| added.contains(&m.id));
+        let (new_listings, listings): (Vec<ListingRow>, Vec<ListingRow>) = listings
+            .into_iter()
+            .partition(|l| !credentials.contains_key(&l.key));
         if self.backend == Backend::Postgres {
             sqlx::query(GENERIC_PLANS).execute(&mut **tx).await?;
         }
@@ -1048,17 +1074,30 @@ impl Store {
             .map(Ok)
             .into_iter()
             .chain(
+                new_models
+                    .chunks(MODELS_PER_STATEMENT)
+                    .zip(std::iter::repeat((generation, false)))
+                    .map(models_statement_at),
+            )
+            .chain(
                 models
                     .chunks(MODELS_PER_STATEMENT)
-                    .zip(std::iter::repeat(generation))
+                    .zip(std::iter::repeat((generation, true)))
                     .map(models_statement_at),
             )
             .chain(aliases.chunks(ROWS_PER_STATEMENT).map(aliases_statement))
             .chain(changes.chunks(ROWS_PER_STATEMENT).map(changes_statement))
             .chain(
+                new_listings
+                    .chunks(LISTINGS_PER_STATEMENT)
+                    .zip(std::iter::repeat(false))
+                    .map(listings_statement_at),
+            )
+            .chain(
                 listings
                     .chunks(LISTINGS_PER_STATEMENT)
-                    .map(listings_statement),
+                    .zip(std::iter::repeat(true))
+                    .map(listings_statement_at),
             );
         execute_pipelined(tx, statements).await?;
         Ok(counts)
