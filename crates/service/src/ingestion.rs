@@ -518,6 +518,14 @@ impl Ingestion {
             seen: seen.len() as i64,
             ..Default::default()
         };
+        // The fetch phase is over: the progress turns to the apply phase
+        // before its first batch.
+        if let Some(p) = &progress {
+            p(Progress::Applying {
+                done: 0,
+                total: changed,
+            });
+        }
         // A thread reads and decodes the next batch while this one is written.
         let (batches_tx, mut batches) = tokio::sync::mpsc::channel(1);
         let reader = tokio::task::spawn_blocking(move || read_spool(spool, &batches_tx));
@@ -825,6 +833,8 @@ struct Spooled {
     raw: Box<RawValue>,
     hash: String,
     credential: Option<String>,
+    /// Whether the source had a listing of this key at fetch time.
+    listed: bool,
 }
 
 impl Spooled {
@@ -837,6 +847,7 @@ impl Spooled {
             raw: Box::<str>::from(self.raw).into_string(),
             hash: self.hash,
             credential: self.credential,
+            listed: self.listed,
         }
     }
 }
@@ -998,6 +1009,7 @@ impl PageSink for RunSink {
                 raw,
                 hash,
                 credential: self.credential.clone(),
+                listed: stored.contains_key(&key),
             };
             serde_json::to_writer(&mut self.spool, &spooled)
                 .map_err(|e| SourceError::Sink(format!("could not spool a record: {e}")))?;
@@ -1030,6 +1042,7 @@ mod tests {
             raw: "{}".into(),
             hash: "h".into(),
             credential: None,
+            listed: false,
         }
     }
 

@@ -97,6 +97,12 @@ pub struct Incoming {
     pub raw: String,
     pub hash: String,
     pub credential: Option<String>,
+    /// Whether the source had a listing of this key when the run fetched
+    /// it. A source's listings are written only by its own runs, one at a
+    /// time, so a record that had none still has none when its batch is
+    /// applied: the batch reads no stored credentials for it and inserts
+    /// its listing without an upsert.
+    pub listed: bool,
 }
 
 impl Incoming {
@@ -1209,12 +1215,17 @@ impl Store {
         batch: &[Incoming],
     ) -> Result<HashMap<String, Vec<String>>> {
         let mut out = HashMap::new();
-        for chunk in batch.chunks(900) {
+        let listed: Vec<String> = batch
+            .iter()
+            .filter(|i| i.listed)
+            .map(Incoming::key)
+            .collect();
+        for chunk in listed.chunks(900) {
             let mut sql =
                 Sql::new("SELECT model_key, credentials FROM catalog_listings WHERE source = ");
             sql.bind(source.as_str())
                 .push(" AND model_key IN ")
-                .bind_list(chunk.iter().map(Incoming::key));
+                .bind_list(chunk.iter().cloned());
             let (text, args) = sql.build_for(self.backend);
             let rows = sqlx::query_with(&text, args).fetch_all(&mut **tx).await?;
             for r in &rows {
@@ -1485,6 +1496,7 @@ mod tests {
             raw: "{}".into(),
             hash: "h".into(),
             credential: None,
+            listed: false,
         }
     }
 
