@@ -853,22 +853,28 @@ impl Spooled {
 }
 
 /// Lists `source` into `sink` on two tasks: while the sink compares and
-/// spools one page, the listing fetches and parses the next, so the fetch
-/// phase of a large run keeps two cores busy instead of one. The sink's
-/// error wins over the listing's, whose send then failed because of it.
+/// spools one page, the listing fetches, parses and hashes the next, so the
+/// fetch phase of a large run keeps two cores busy instead of one. The
+/// sink's error wins over the listing's, whose send then failed because of
+/// it.
 async fn list_and_compare(
     source: Source,
     client: &SourceClient,
     mut sink: RunSink,
 ) -> std::result::Result<RunSink, String> {
-    let (pages, mut received) = tokio::sync::mpsc::channel::<Vec<SourceRecord>>(2);
+    let (pages, mut received) = tokio::sync::mpsc::channel::<Vec<Hashed>>(2);
     let compare = AbortOnDropHandle::new(tokio::spawn(async move {
-        while let Some(records) = received.recv().await {
-            sink.page(records).await?;
+        while let Some(page) = received.recv().await {
+            sink.compare(page).await?;
         }
         Ok::<_, SourceError>(sink)
     }));
-    let listed = modelplane_ingest::list(source, client, &mut Forward(pages)).await;
+    let mut forward = Forward {
+        pages,
+        credential: client.credential_id(),
+    };
+    let listed = modelplane_ingest::list(source, client, &mut forward).await;
+    drop(forward);
     let compared = match compare.await {
         Ok(compared) => compared,
         Err(join) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
@@ -880,15 +886,42 @@ async fn list_and_compare(
     }
 }
 
-/// Hands each page to the compare task; a failed send means that task has
-/// stopped on an error of its own.
-struct Forward(tokio::sync::mpsc::Sender<Vec<SourceRecord>>);
+/// A listed record with its key, its raw entry as JSON text and its hash.
+struct Hashed {
+    key: String,
+    record: SourceRecord,
+    raw: Box<RawValue>,
+    hash: String,
+}
+
+/// Keys and hashes each page on the listing's task and hands it to the
+/// compare task; a failed send means that task has stopped on an error of
+/// its own.
+struct Forward {
+    pages: tokio::sync::mpsc::Sender<Vec<Hashed>>,
+    credential: Option<String>,
+}
 
 #[async_trait]
 impl PageSink for Forward {
     async fn page(&mut self, records: Vec<SourceRecord>) -> std::result::Result<(), SourceError> {
-        self.0
-            .send(records)
+        let mut page = Vec::with_capacity(records.len());
+        for record in records {
+            if record.model_id.trim().is_empty() || record.provider.trim().is_empty() {
+                continue;
+            }
+            let raw = serde_json::value::to_raw_value(&record.raw)
+                .map_err(|e| SourceError::Sink(format!("could not spool a record: {e}")))?;
+            let hash = record_hash(&record, raw.get(), self.credential.as_deref());
+            page.push(Hashed {
+                key: model_key(&record.provider, &record.model_id),
+                record,
+                raw,
+                hash,
+            });
+        }
+        self.pages
+            .send(page)
             .await
             .map_err(|_| SourceError::Sink("the comparison of pages stopped".to_owned()))
     }
@@ -969,32 +1002,31 @@ struct RunSink {
     progress: Option<ProgressFn>,
 }
 
-#[async_trait]
-impl PageSink for RunSink {
-    async fn page(&mut self, records: Vec<SourceRecord>) -> std::result::Result<(), SourceError> {
-        let mut page = Vec::with_capacity(records.len());
-        for record in records {
-            if record.model_id.trim().is_empty() || record.provider.trim().is_empty() {
-                continue;
-            }
-            let key = model_key(&record.provider, &record.model_id);
+impl RunSink {
+    /// Compares one hashed page with the stored listings and spools what is
+    /// new or changed.
+    async fn compare(&mut self, hashed: Vec<Hashed>) -> std::result::Result<(), SourceError> {
+        let mut page = Vec::with_capacity(hashed.len());
+        for item in hashed {
             // A listing that repeats a model keeps its first entry.
-            if !self.seen.insert(key.clone()) {
-                continue;
+            if self.seen.insert(item.key.clone()) {
+                page.push(item);
             }
-            page.push((key, record));
         }
         self.records += page.len() as u64;
-        let keys: Vec<String> = page.iter().map(|(k, _)| k.clone()).collect();
+        let keys: Vec<String> = page.iter().map(|h| h.key.clone()).collect();
         let stored = self
             .store
             .listing_states(self.source, &keys)
             .await
             .map_err(|e| SourceError::Sink(format!("database error: {e}")))?;
-        for (key, record) in page {
-            let raw = serde_json::value::to_raw_value(&record.raw)
-                .map_err(|e| SourceError::Sink(format!("could not spool a record: {e}")))?;
-            let hash = record_hash(&record, raw.get(), self.credential.as_deref());
+        for Hashed {
+            key,
+            record,
+            raw,
+            hash,
+        } in page
+        {
             if stored
                 .get(&key)
                 .is_some_and(|s| s.hash == hash && s.missed_runs == 0)
