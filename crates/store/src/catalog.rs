@@ -912,9 +912,13 @@ impl Store {
         let restored = sqlx::query(crate::SQLITE_POOL_PRAGMAS)
             .execute(&mut *conn)
             .await;
+        if let Err(e) = restored {
+            // Never back into the pool with the batch's settings.
+            let _ = conn.close().await;
+            return Err(e.into());
+        }
         drop(conn);
         let counts = written?;
-        restored?;
         self.checkpoint_in_background();
         Ok(counts)
     }
@@ -1540,13 +1544,26 @@ mod tests {
         sizes
     }
 
-    #[tokio::test]
-    async fn an_ingestion_batch_hands_its_connection_back_with_the_pools_settings() {
-        let path = std::env::temp_dir().join(format!("mp-ingest-cache-{}.db", Uuid::now_v7()));
+    /// A migrated store in a fresh SQLite file, and the file's path.
+    async fn file_store(name: &str) -> (Store, std::path::PathBuf) {
+        let path = std::env::temp_dir().join(format!("mp-{name}-{}.db", Uuid::now_v7()));
         let store = Store::connect(&format!("sqlite://{}", path.display()))
             .await
             .expect("connect");
         store.migrate().await.expect("migrate");
+        (store, path)
+    }
+
+    async fn remove_file_store(store: Store, path: &std::path::Path) {
+        store.close().await;
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+    }
+
+    #[tokio::test]
+    async fn an_ingestion_batch_hands_its_connection_back_with_the_pools_settings() {
+        let (store, path) = file_store("ingest-cache").await;
         let existing = Uuid::now_v7();
         let counts = add_as(&store, existing, "a/one").await.expect("a batch");
         assert_eq!(counts.added, 1);
@@ -1560,33 +1577,23 @@ mod tests {
             .expect("list");
         assert_eq!(total, 1, "the failed batch wrote nothing");
         assert_eq!(models[0].model_id, "a/one");
-        store.close().await;
-        for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-        }
+        remove_file_store(store, &path).await;
     }
 
     #[tokio::test]
     async fn an_ingestion_batch_leaves_its_checkpoint_to_the_background() {
-        let path = std::env::temp_dir().join(format!("mp-ingest-ckpt-{}.db", Uuid::now_v7()));
-        let store = Store::connect(&format!("sqlite://{}", path.display()))
-            .await
-            .expect("connect");
-        store.migrate().await.expect("migrate");
+        let (store, path) = file_store("ingest-ckpt").await;
         assert_eq!(store.checkpoints.wal_frames.load(Ordering::Relaxed), 0);
         add_as(&store, Uuid::now_v7(), "a/one")
             .await
             .expect("a batch");
         // The batch returned holding the checkpoint lock for its task.
-        let _done = store.checkpoints.running.lock().await;
+        let done = store.checkpoints.running.lock().await;
         assert!(
             store.checkpoints.wal_frames.load(Ordering::Relaxed) > 0,
             "the background checkpoint ran and saw the batch's frames"
         );
-        drop(_done);
-        store.close().await;
-        for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-        }
+        drop(done);
+        remove_file_store(store, &path).await;
     }
 }
