@@ -1069,11 +1069,11 @@ impl Store {
             target.insert(key, id);
             latest.insert(id, folded.model);
         }
-        let (new_models, models): (Vec<&CatalogModel>, Vec<&CatalogModel>) = written_ids
+        let (new_models, known_models): (Vec<&CatalogModel>, Vec<&CatalogModel>) = written_ids
             .iter()
             .filter_map(|id| latest.get(id))
             .partition(|m| added.contains(&m.id));
-        let (new_listings, listings): (Vec<ListingRow>, Vec<ListingRow>) = listings
+        let (new_listings, known_listings): (Vec<ListingRow>, Vec<ListingRow>) = listings
             .into_iter()
             .partition(|l| !credentials.contains_key(&l.key));
         if self.backend == Backend::Postgres {
@@ -1090,7 +1090,7 @@ impl Store {
                     .map(models_statement_at),
             )
             .chain(
-                models
+                known_models
                     .chunks(MODELS_PER_STATEMENT)
                     .zip(std::iter::repeat((generation, true)))
                     .map(models_statement_at),
@@ -1104,7 +1104,7 @@ impl Store {
                     .map(listings_statement_at),
             )
             .chain(
-                listings
+                known_listings
                     .chunks(LISTINGS_PER_STATEMENT)
                     .zip(std::iter::repeat(true))
                     .map(listings_statement_at),
