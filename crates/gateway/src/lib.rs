@@ -8,6 +8,7 @@
 //! [`usage::UsageRecorder`]'s channel. So a request touches the database
 //! only when a cache entry is cold.
 
+mod client;
 mod governance;
 pub mod health;
 mod limits;
@@ -84,7 +85,11 @@ struct Inner {
     store: Store,
     secrets: SecretBox,
     settings: GatewaySettings,
-    client: reqwest::Client,
+    /// For provider listings and free probes (admin calls, not `/v1`),
+    /// built on first use.
+    client: std::sync::OnceLock<reqwest::Client>,
+    /// The upstream client of threads without their own, built on first use.
+    upstream: std::sync::OnceLock<client::UpstreamClient>,
     keys: RwLock<HashMap<String, (Arc<Principal>, Instant)>>,
     routes: routing::RouteCache,
     health: health::Registry,
@@ -103,11 +108,11 @@ thread_local! {
     static OWNS_CLIENT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     /// That client, built on the thread's first upstream request (a client
     /// holds the TLS roots: about a megabyte an idle server need not hold).
-    static OWN_CLIENT: std::cell::OnceCell<reqwest::Client> = const { std::cell::OnceCell::new() };
+    static OWN_CLIENT: std::cell::OnceCell<client::UpstreamClient> = const { std::cell::OnceCell::new() };
 }
 
-/// The HTTP client for upstreams.
-fn upstream_client() -> reqwest::Client {
+/// The HTTP client for provider listings and free probes.
+fn admin_client() -> reqwest::Client {
     reqwest::Client::builder()
         // A proxy passes redirects back rather than following them.
         .redirect(reqwest::redirect::Policy::none())
@@ -125,7 +130,6 @@ const KEY_CACHE_MAX: usize = 100_000;
 impl Gateway {
     /// Builds the gateway and starts its usage writer (needs a Tokio runtime).
     pub fn start(store: Store, secrets: SecretBox, settings: GatewaySettings) -> Gateway {
-        let client = upstream_client();
         let usage = usage::UsageRecorder::start(store.clone(), settings.spill_dir.clone());
         let limiter = Arc::new(limits::Limiter::new(store.clone(), settings.limits_sync));
         let stop = CancellationToken::new();
@@ -135,7 +139,8 @@ impl Gateway {
             inner: Arc::new(Inner {
                 store,
                 secrets,
-                client,
+                client: std::sync::OnceLock::new(),
+                upstream: std::sync::OnceLock::new(),
                 keys: RwLock::new(HashMap::new()),
                 routes: routing::RouteCache::default(),
                 health: health::Registry::default(),
@@ -159,12 +164,20 @@ impl Gateway {
     }
 
     /// The calling thread's own upstream client, else the shared one.
-    fn client(&self) -> reqwest::Client {
+    fn upstream_client(&self) -> client::UpstreamClient {
         if OWNS_CLIENT.with(std::cell::Cell::get) {
-            OWN_CLIENT.with(|c| c.get_or_init(upstream_client).clone())
+            OWN_CLIENT.with(|c| c.get_or_init(client::UpstreamClient::new).clone())
         } else {
-            self.inner.client.clone()
+            self.inner
+                .upstream
+                .get_or_init(client::UpstreamClient::new)
+                .clone()
         }
+    }
+
+    /// The client for provider listings and free probes.
+    fn admin_client(&self) -> &reqwest::Client {
+        self.inner.client.get_or_init(admin_client)
     }
 
     pub fn secrets(&self) -> &SecretBox {

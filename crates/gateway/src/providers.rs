@@ -20,11 +20,14 @@ use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::proxy::Unsendable;
 use crate::routing::{LiveUpstream, OrgTable};
 use crate::Gateway;
 
 /// Pages of one provider's listing read at most.
 const LISTING_PAGES_MAX: usize = 20;
+/// The most of a one-token chat's answer a probe reads.
+const PROBE_ANSWER_MAX: usize = 1024 * 1024;
 /// Models probed per `provider-model-status` call.
 pub const MODEL_STATUS_MAX: usize = 20;
 
@@ -292,7 +295,7 @@ impl Gateway {
         let mut out = Vec::new();
         let mut page: Option<(&'static str, String)> = None;
         for _ in 0..LISTING_PAGES_MAX {
-            let mut req = self.client().get(format!("{}/models", u.base_url));
+            let mut req = self.admin_client().get(format!("{}/models", u.base_url));
             req = match u.provider.wire {
                 WireFormat::Anthropic => req.query(&[("limit", "1000")]),
                 WireFormat::Google => req.query(&[("pageSize", "1000")]),
@@ -562,14 +565,20 @@ impl Gateway {
         let head = RequestHead::parse(&body).map_err(|e| ("error".to_owned(), e.to_string()))?;
         let req = self
             .build_request(u, Endpoint::ChatCompletions, &head, &body)
-            .map_err(|r| ("error".to_owned(), r.message))?;
-        let resp = match tokio::time::timeout(self.inner.settings.probe_timeout, req.send()).await {
-            Err(_) => return Err(("timeout".into(), "no answer in time".into())),
-            Ok(Err(e)) => return Err(("unreachable".into(), e.to_string())),
-            Ok(Ok(r)) => r,
-        };
+            .map_err(|e| match e {
+                Unsendable::Refused(r) => ("error".to_owned(), r.message),
+                Unsendable::BadUrl(msg) => ("unreachable".to_owned(), msg),
+            })?;
+        let client = self.upstream_client();
+        let resp =
+            match tokio::time::timeout(self.inner.settings.probe_timeout, client.send(req)).await {
+                Err(_) => return Err(("timeout".into(), "no answer in time".into())),
+                Ok(Err(e)) => return Err(("unreachable".into(), e.to_string())),
+                Ok(Ok(r)) => r,
+            };
         let status = resp.status().as_u16();
-        let body = tokio::time::timeout(self.inner.settings.probe_timeout, resp.bytes())
+        let read = crate::client::read_bounded(resp, PROBE_ANSWER_MAX);
+        let body = tokio::time::timeout(self.inner.settings.probe_timeout, read)
             .await
             .map_err(|_| ("timeout".to_owned(), "the answer broke off".to_owned()))?
             .unwrap_or_default();

@@ -12,6 +12,8 @@ use axum::body::Body;
 use bytes::{Bytes, BytesMut};
 use futures::Stream;
 use http::{HeaderMap, HeaderValue, StatusCode};
+use http_body_util::Full;
+use hyper::body::Body as _;
 use modelplane_domain::catalog::Pricing;
 use modelplane_domain::limits::{usd_to_micros, KeyLimits};
 use modelplane_domain::policy::{blocking_rule, PolicyRule};
@@ -22,6 +24,7 @@ use modelplane_service::ServiceError;
 use modelplane_wire::openai::{self, ErrorType, RequestHead};
 use modelplane_wire::{anthropic, google, sse, Usage, WireError};
 
+use crate::client::{read_bounded, UpstreamRequest, UpstreamResponse};
 use crate::governance::UpstreamFacts;
 use crate::health::Outcome;
 use crate::routing::{LiveRoute, LiveUpstream};
@@ -358,7 +361,18 @@ impl Gateway {
             });
             let request = match self.build_request(u, endpoint, head, body) {
                 Ok(r) => r,
-                Err(refusal) => {
+                Err(Unsendable::BadUrl(msg)) => {
+                    u.state.report(
+                        Outcome::Failed,
+                        self.inner.health.now_ms(),
+                        None,
+                        None,
+                        Some(&msg),
+                    );
+                    last = Some((Failure::Connect(msg), u));
+                    continue;
+                }
+                Err(Unsendable::Refused(refusal)) => {
                     meter.finish(UsageStatus::Invalid, 400, Some(refusal.message.clone()));
                     return error_response(
                         StatusCode::BAD_REQUEST,
@@ -372,7 +386,8 @@ impl Gateway {
             meter.upstream_state = Some(u.state.clone());
             meter.price = facts.get(index).and_then(|f| f.pricing.clone());
             meter.awaiting_upstream = true;
-            let result = tokio::time::timeout(route.timeout, request.send()).await;
+            let client = self.upstream_client();
+            let result = tokio::time::timeout(route.timeout, client.send(request)).await;
             meter.awaiting_upstream = false;
             let latency = sent.elapsed().as_secs_f64() * 1000.0;
             match result {
@@ -387,7 +402,7 @@ impl Gateway {
                     last = Some((Failure::Timeout, u));
                 }
                 Ok(Err(e)) => {
-                    let msg = connect_error_text(&e);
+                    let msg = e.to_string();
                     u.state.report(
                         Outcome::Failed,
                         self.inner.health.now_ms(),
@@ -401,7 +416,9 @@ impl Gateway {
                     let status = resp.status();
                     if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
                         let headers = resp.headers().clone();
-                        let body = read_bounded(resp).await.unwrap_or_default();
+                        let body = read_bounded(resp, MAX_RESPONSE_BYTES)
+                            .await
+                            .unwrap_or_default();
                         let msg =
                             format!("{} {}", status.as_u16(), error_text(u.provider.wire, &body));
                         u.state.report(
@@ -436,63 +453,62 @@ impl Gateway {
         self.all_failed(last, meter)
     }
 
+    /// The request for upstream `u` in its wire format.
     pub(crate) fn build_request(
         &self,
         u: &LiveUpstream,
         endpoint: Endpoint,
         head: &RequestHead,
         body: &Bytes,
-    ) -> Result<reqwest::RequestBuilder, Refusal> {
-        let client = self.client();
-        // The URL and credential were built when the route was loaded; the
-        // formatted fallbacks only run for a base URL that does not parse,
-        // so reqwest reports it as before.
-        let post = |path: &dyn Fn() -> String| match u.targets.url(endpoint, head.stream) {
-            Some(url) => client.post(url),
-            None => client.post(format!("{}{}", u.base_url, path())),
+    ) -> Result<UpstreamRequest, Unsendable> {
+        // hyper sets `content-length` from the whole body.
+        let post = || -> Result<http::request::Builder, Unsendable> {
+            // The URL was parsed when the route was loaded.
+            let uri = u.targets.url(endpoint, head.stream).ok_or_else(|| {
+                Unsendable::BadUrl(format!(
+                    "the base URL {:?} is not an absolute http(s) URL",
+                    u.base_url
+                ))
+            })?;
+            let mut req =
+                http::Request::post(uri).header(http::header::CONTENT_TYPE, "application/json");
+            if let Some((name, value)) = &u.targets.auth {
+                req = req.header(name, value);
+            }
+            Ok(req)
         };
-        let with_key = |req: reqwest::RequestBuilder, header: &'static str| match (
-            &u.targets.auth,
-            &u.api_key,
-        ) {
-            (Some((name, value)), _) => req.header(name.clone(), value.clone()),
-            (None, Some(key)) if header == "authorization" => req.bearer_auth(key),
-            (None, Some(key)) => req.header(header, key),
-            (None, None) => req,
-        };
-        match u.provider.wire {
+        let (builder, upstream_body) = match u.provider.wire {
             WireFormat::Openai => {
                 let (upstream_body, _) = head.upstream_body(body, &u.model);
-                let req = post(&|| endpoint.path().to_owned())
-                    .header(http::header::CONTENT_TYPE, "application/json")
-                    .body(upstream_body);
-                Ok(with_key(req, "authorization"))
+                (post()?, upstream_body)
             }
             WireFormat::Anthropic | WireFormat::Google if endpoint != Endpoint::ChatCompletions => {
-                Err(Refusal {
+                return Err(Unsendable::Refused(Refusal {
                     code: "unsupported_endpoint",
                     message: format!(
                         "provider {} serves only /v1/chat/completions through this gateway",
                         u.provider.slug
                     ),
-                })
+                }))
             }
             WireFormat::Anthropic => {
-                let translated = anthropic::chat_request(body, &u.model).map_err(invalid)?;
-                let req = post(&|| "/messages".to_owned())
-                    .header(http::header::CONTENT_TYPE, "application/json")
-                    .header("anthropic-version", anthropic::API_VERSION)
-                    .body(translated);
-                Ok(with_key(req, "x-api-key"))
+                let translated = Bytes::from(
+                    anthropic::chat_request(body, &u.model)
+                        .map_err(|e| Unsendable::Refused(invalid(e)))?,
+                );
+                let req = post()?.header("anthropic-version", anthropic::API_VERSION);
+                (req, translated)
             }
             WireFormat::Google => {
-                let translated = google::chat_request(body).map_err(invalid)?;
-                let req = post(&|| google::chat_path(&u.model, head.stream))
-                    .header(http::header::CONTENT_TYPE, "application/json")
-                    .body(translated);
-                Ok(with_key(req, "x-goog-api-key"))
+                let translated = Bytes::from(
+                    google::chat_request(body).map_err(|e| Unsendable::Refused(invalid(e)))?,
+                );
+                (post()?, translated)
             }
-        }
+        };
+        builder.body(Full::new(upstream_body)).map_err(|e| {
+            Unsendable::BadUrl(format!("the request to {} cannot be made: {e}", u.label))
+        })
     }
 
     /// Passes a successful (or client-error) upstream answer back.
@@ -500,7 +516,7 @@ impl Gateway {
         &self,
         u: &LiveUpstream,
         head: &RequestHead,
-        resp: reqwest::Response,
+        resp: UpstreamResponse,
         mut meter: Meter,
     ) -> GatewayResponse {
         let status = resp.status();
@@ -526,7 +542,7 @@ impl Gateway {
                 )),
             };
             let relay = Relay {
-                upstream: Box::pin(resp.bytes_stream()),
+                upstream: resp.into_body(),
                 splitter: sse::Splitter::new(),
                 translator,
                 drop_usage_only: injected && u.provider.wire == WireFormat::Openai,
@@ -550,7 +566,7 @@ impl Gateway {
         }
         let content_type = resp.headers().get(http::header::CONTENT_TYPE).cloned();
         meter.awaiting_upstream = true;
-        let body = match read_bounded(resp).await {
+        let body = match read_bounded(resp, MAX_RESPONSE_BYTES).await {
             Ok(b) => b,
             Err(msg) => {
                 meter.awaiting_upstream = false;
@@ -727,6 +743,15 @@ pub(crate) struct Refusal {
     pub message: String,
 }
 
+/// Why no request could be made for an upstream.
+pub(crate) enum Unsendable {
+    /// The client's request does not go into the upstream's format (400).
+    Refused(Refusal),
+    /// The upstream's base URL is unusable: the attempt fails, as one to an
+    /// unreachable host does.
+    BadUrl(String),
+}
+
 fn invalid(e: WireError) -> Refusal {
     Refusal {
         code: "invalid_request",
@@ -734,58 +759,11 @@ fn invalid(e: WireError) -> Refusal {
     }
 }
 
-fn connect_error_text(e: &reqwest::Error) -> String {
-    let mut msg = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        source = s.source();
-    }
-    msg
-}
-
-async fn read_bounded(resp: reqwest::Response) -> Result<Bytes, String> {
-    use futures::StreamExt;
-    if resp
-        .content_length()
-        .is_some_and(|n| n > MAX_RESPONSE_BYTES as u64)
-    {
-        return Err(format!(
-            "the upstream answer exceeds {MAX_RESPONSE_BYTES} bytes"
-        ));
-    }
-    let mut stream = resp.bytes_stream();
-    let mut buf = BytesMut::new();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| format!("the upstream answer broke off: {e}"))?;
-        if buf.len() + chunk.len() > MAX_RESPONSE_BYTES {
-            return Err(format!(
-                "the upstream answer exceeds {MAX_RESPONSE_BYTES} bytes"
-            ));
-        }
-        if buf.is_empty() {
-            // The common case of a single chunk: no copy.
-            if let Some(next) = stream.next().await {
-                let next = next.map_err(|e| format!("the upstream answer broke off: {e}"))?;
-                buf.extend_from_slice(&chunk);
-                buf.extend_from_slice(&next);
-                continue;
-            }
-            return Ok(chunk);
-        }
-        buf.extend_from_slice(&chunk);
-    }
-    Ok(buf.freeze())
-}
-
-type Upstream = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
-
 /// Relays an upstream's event stream to the client event by event, reading
 /// usage on the way; dropped early (the client left), it drops the upstream
 /// request and the meter records the cancellation.
 struct Relay {
-    upstream: Upstream,
+    upstream: hyper::body::Incoming,
     splitter: sse::Splitter,
     translator: Translator,
     /// The gateway asked for usage itself: the usage-only chunk is not the client's.
@@ -906,9 +884,22 @@ impl Stream for Relay {
             return Poll::Ready(None);
         }
         loop {
-            match this.upstream.as_mut().poll_next(cx) {
+            let chunk = match Pin::new(&mut this.upstream).poll_frame(cx) {
                 Poll::Pending => return Poll::Pending,
-                Poll::Ready(Some(Ok(chunk))) => {
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) => Some(data),
+                    // Trailers carry no events.
+                    Err(_) => continue,
+                },
+                Poll::Ready(Some(Err(e))) => {
+                    let msg = format!("the upstream stream broke off: {e}");
+                    this.end(UsageStatus::UpstreamError, Some(msg.clone()));
+                    return Poll::Ready(Some(Ok(stream_error_event(&msg))));
+                }
+                Poll::Ready(None) => None,
+            };
+            match chunk {
+                Some(chunk) => {
                     if !this.first_byte {
                         this.first_byte = true;
                         if let Some(m) = this.meter.as_mut() {
@@ -944,12 +935,7 @@ impl Stream for Relay {
                         }
                     }
                 }
-                Poll::Ready(Some(Err(e))) => {
-                    let msg = format!("the upstream stream broke off: {e}");
-                    this.end(UsageStatus::UpstreamError, Some(msg.clone()));
-                    return Poll::Ready(Some(Ok(stream_error_event(&msg))));
-                }
-                Poll::Ready(None) => {
+                None => {
                     let rest = this.splitter.finish();
                     let out = if matches!(this.translator, Translator::None) {
                         rest

@@ -34,14 +34,14 @@ pub(crate) struct LiveUpstream {
 }
 
 /// An upstream's request URLs by endpoint, parsed when the route is loaded;
-/// `None` where the base URL does not parse (the request then fails as it
-/// would have: reqwest refuses the URL and the attempt counts as failed).
+/// `None` where the base URL is not an absolute http(s) URL (an attempt
+/// there fails, as one to an unreachable host does).
 #[derive(Debug)]
 pub(crate) struct Targets {
-    chat: Option<reqwest::Url>,
-    chat_stream: Option<reqwest::Url>,
-    completions: Option<reqwest::Url>,
-    embeddings: Option<reqwest::Url>,
+    chat: Option<http::Uri>,
+    chat_stream: Option<http::Uri>,
+    completions: Option<http::Uri>,
+    embeddings: Option<http::Uri>,
     /// The credential header of the provider's wire format, marked sensitive.
     pub auth: Option<(http::HeaderName, http::HeaderValue)>,
 }
@@ -49,7 +49,7 @@ pub(crate) struct Targets {
 impl Targets {
     fn new(p: &GatewayProvider, model: &str, base_url: &str, api_key: Option<&str>) -> Targets {
         use modelplane_domain::route::WireFormat;
-        let url = |path: &str| reqwest::Url::parse(&format!("{base_url}{path}")).ok();
+        let url = |path: &str| request_uri(&format!("{base_url}{path}"));
         let (chat, chat_stream, completions, embeddings) = match p.wire {
             WireFormat::Openai => {
                 let chat = url(Endpoint::ChatCompletions.path());
@@ -91,7 +91,7 @@ impl Targets {
     }
 
     /// The parsed URL of `endpoint` (`stream` picks Gemini's streaming method).
-    pub fn url(&self, endpoint: Endpoint, stream: bool) -> Option<reqwest::Url> {
+    pub fn url(&self, endpoint: Endpoint, stream: bool) -> Option<http::Uri> {
         match endpoint {
             Endpoint::ChatCompletions if stream => self.chat_stream.clone(),
             Endpoint::ChatCompletions => self.chat.clone(),
@@ -99,6 +99,17 @@ impl Targets {
             Endpoint::Embeddings => self.embeddings.clone(),
         }
     }
+}
+
+/// An absolute `http`/`https` URL as a request URI. It goes through the URL
+/// standard's parser first, which normalizes it (IDNA hosts, percent
+/// encoding) as a browser or reqwest would.
+pub(crate) fn request_uri(url: &str) -> Option<http::Uri> {
+    let parsed = reqwest::Url::parse(url).ok()?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+        return None;
+    }
+    parsed.as_str().parse().ok()
 }
 
 #[derive(Debug)]
