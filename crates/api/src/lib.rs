@@ -56,13 +56,8 @@ pub fn router(state: AppState) -> Router {
             tracing::info_span!("request", method = %req.method(), uri = %req.uri().path(), request_id)
         }))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid));
-    // `/v1` keeps to the least middleware: metrics and the request id.
-    let gateway = v1::router()
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            metrics::track,
-        ))
-        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid));
-    gateway.merge(admin).with_state(state)
+    // `/v1` has no middleware: `v1::serve` sets the request id and counts
+    // the request itself.
+    let gateway = v1::router(state.clone());
+    gateway.merge(admin.with_state(state))
 }

@@ -1,85 +1,192 @@
 //! `/v1`: the OpenAI API for applications, served by the gateway. Kept out
-//! of the admin API's middleware: no request timeout (routes set their
-//! own, and streams run long), no idempotency store, and errors in OpenAI's
-//! shape so OpenAI clients understand them.
+//! of the admin API's router and middleware: no request timeout (routes set
+//! their own, and streams run long), no idempotency store, and errors in
+//! OpenAI's shape so OpenAI clients understand them.
+//!
+//! [`serve`] is the whole of it, request id and metrics included: the event
+//! loops call it directly for every `/v1` request, and [`router`] mounts
+//! the same function, so there is one behaviour. Going through axum's
+//! routing, a `from_fn` middleware and tower-http's request-id layers had
+//! cost each proxied request several boxed futures and moves of the
+//! gateway's large future.
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, StatusCode};
+use std::borrow::Cow;
+use std::convert::Infallible;
+use std::time::Instant;
+
+use axum::body::{Body, Bytes};
+use axum::http::{header, HeaderName, HeaderValue, Method, Request, StatusCode};
 use axum::response::Response;
-use axum::routing::{any, get, post};
 use axum::Router;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 use modelplane_gateway::{Endpoint, Gateway};
 
+use crate::metrics::{method_label, HttpLabels};
 use crate::state::AppState;
 
 /// Request bodies above this are refused with 413 (images inline make chat bodies large).
 pub const MAX_V1_BODY_BYTES: usize = 32 * 1024 * 1024;
 
-pub fn router() -> Router<AppState> {
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// `/v1` and everything under it, for the router.
+pub fn router(state: AppState) -> Router {
+    let service = tower::service_fn(move |req: Request<Body>| {
+        let state = state.clone();
+        async move { Ok::<_, Infallible>(serve(&state, req).await) }
+    });
     Router::new()
-        .route("/v1/models", get(models))
-        .route("/v1/chat/completions", post(chat))
-        .route("/v1/completions", post(completions))
-        .route("/v1/embeddings", post(embeddings))
-        .route("/v1/{*rest}", any(unknown))
-        .layer(DefaultBodyLimit::max(MAX_V1_BODY_BYTES))
+        .route_service("/v1", service.clone())
+        .route_service("/v1/{*rest}", service)
 }
 
-async fn models(State(s): State<AppState>, headers: HeaderMap) -> Response {
-    s.gateway.list_models(&headers).await
+/// What a `/v1` path serves.
+enum Target {
+    Models,
+    Call(Endpoint),
 }
 
-async fn serve(
-    s: &AppState,
-    headers: &HeaderMap,
-    endpoint: Endpoint,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    match body {
-        Ok(body) => s.gateway.handle(headers, endpoint, body).await,
-        Err(rejection) => {
-            let status = rejection.status();
-            let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
-                "request_too_large"
-            } else {
-                "invalid_request"
-            };
-            Gateway::error(status, code, &rejection.body_text())
+/// The path's target and its metrics label; `None` for an unknown path.
+fn target(path: &str) -> Option<(Target, &'static str)> {
+    Some(match path {
+        "/v1/models" => (Target::Models, "/v1/models"),
+        "/v1/chat/completions" => (
+            Target::Call(Endpoint::ChatCompletions),
+            "/v1/chat/completions",
+        ),
+        "/v1/completions" => (Target::Call(Endpoint::Completions), "/v1/completions"),
+        "/v1/embeddings" => (Target::Call(Endpoint::Embeddings), "/v1/embeddings"),
+        _ => return None,
+    })
+}
+
+/// Serves one `/v1` request: the answer carries the request's
+/// `x-request-id` (a new one when it had none) and is counted in the
+/// metrics under its route.
+pub async fn serve(state: &AppState, req: Request<Body>) -> Response {
+    let started = Instant::now();
+    let (parts, body) = req.into_parts();
+    let request_id = parts
+        .headers
+        .get(&REQUEST_ID)
+        .cloned()
+        .unwrap_or_else(new_request_id);
+    let (route, mut response) = match target(parts.uri.path()) {
+        None => (
+            "/v1/{*rest}",
+            Gateway::error(
+                StatusCode::NOT_FOUND,
+                "unknown_url",
+                &format!(
+                    "Unrecognized request URL ({}: {}).",
+                    parts.method,
+                    parts.uri.path()
+                ),
+            ),
+        ),
+        Some((Target::Models, route)) if parts.method == Method::GET => {
+            (route, state.gateway.list_models(&parts.headers).await)
         }
+        Some((Target::Call(endpoint), route)) if parts.method == Method::POST => {
+            let response = match read_body(&parts.headers, body).await {
+                Ok(body) => state.gateway.handle(&parts.headers, endpoint, body).await,
+                Err(refusal) => refusal,
+            };
+            (route, response)
+        }
+        Some((target, route)) => {
+            let allowed = match target {
+                Target::Models => "GET",
+                Target::Call(_) => "POST",
+            };
+            let mut response = Gateway::error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                &format!("{route} accepts {allowed}, not {}.", parts.method),
+            );
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(allowed));
+            (route, response)
+        }
+    };
+    response.headers_mut().insert(REQUEST_ID, request_id);
+    state.metrics.observe(
+        HttpLabels {
+            method: method_label(&parts.method),
+            route: Cow::Borrowed(route),
+            status: response.status().as_u16(),
+        },
+        started.elapsed().as_secs_f64(),
+    );
+    response
+}
+
+/// The request body, whole and at most [`MAX_V1_BODY_BYTES`]; else the
+/// OpenAI-shaped refusal (413 too large, 400 unreadable).
+async fn read_body(headers: &axum::http::HeaderMap, body: Body) -> Result<Bytes, Response> {
+    let too_large = || {
+        Gateway::error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request_too_large",
+            &format!("the request body exceeds {MAX_V1_BODY_BYTES} bytes"),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_V1_BODY_BYTES as u64) {
+        return Err(too_large());
+    }
+    match Limited::new(body, MAX_V1_BODY_BYTES).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
+        Err(e) => Err(Gateway::error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            &format!("the request body could not be read: {e}"),
+        )),
     }
 }
 
-async fn chat(
-    State(s): State<AppState>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    serve(&s, &headers, Endpoint::ChatCompletions, body).await
+/// A fresh request id: a random UUID, as tower-http's `MakeRequestUuid` makes.
+fn new_request_id() -> HeaderValue {
+    let mut buf = uuid::Uuid::encode_buffer();
+    let text = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf);
+    HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
 }
 
-async fn completions(
-    State(s): State<AppState>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    serve(&s, &headers, Endpoint::Completions, body).await
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-async fn embeddings(
-    State(s): State<AppState>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    serve(&s, &headers, Endpoint::Embeddings, body).await
-}
+    #[test]
+    fn only_the_gateways_four_paths_have_a_target() {
+        for (path, route) in [
+            ("/v1/models", "/v1/models"),
+            ("/v1/chat/completions", "/v1/chat/completions"),
+            ("/v1/completions", "/v1/completions"),
+            ("/v1/embeddings", "/v1/embeddings"),
+        ] {
+            assert_eq!(target(path).map(|(_, r)| r), Some(route));
+        }
+        for path in [
+            "/v1",
+            "/v1/",
+            "/v1/models/x",
+            "/v1/chat/completions/",
+            "/v1/files",
+        ] {
+            assert!(target(path).is_none(), "{path}");
+        }
+    }
 
-async fn unknown(method: axum::http::Method, uri: axum::http::Uri) -> Response {
-    Gateway::error(
-        StatusCode::NOT_FOUND,
-        "unknown_url",
-        &format!("Unrecognized request URL ({method}: {}).", uri.path()),
-    )
+    #[test]
+    fn a_fresh_request_id_is_a_uuid() {
+        let id = new_request_id();
+        let text = id.to_str().expect("ascii");
+        assert!(uuid::Uuid::parse_str(text).is_ok(), "{text}");
+    }
 }

@@ -122,17 +122,19 @@ impl Application {
                 Err(e) => tracing::warn!(error = %e, "loading the catalog index at start-up"),
             }
         });
-        let app = modelplane_api::router(AppState::new(
+        let state = AppState::new(
             self.store.clone(),
             self.ingestion.clone(),
             self.gateway.clone(),
             self.local.clone(),
-        ));
+        );
+        let app = modelplane_api::router(state.clone());
         let gateway = self.gateway.clone();
         let loop_start = self.loop_start;
         let mut loops = server::EventLoops::start(
             self.event_loops,
             app,
+            state,
             Arc::new(move || {
                 gateway.use_own_client();
                 if let Some(start) = loop_start {

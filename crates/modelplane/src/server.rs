@@ -33,6 +33,7 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use modelplane_api::error::{ApiError, ErrorCode};
+use modelplane_api::AppState;
 use tokio::net::TcpListener;
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot};
@@ -76,9 +77,12 @@ impl EventLoops {
     pub fn start(
         count: usize,
         app: Router,
+        state: AppState,
         on_start: Arc<dyn Fn() + Send + Sync>,
     ) -> std::io::Result<EventLoops> {
         let shared = Handle::current();
+        // One reference count per request rather than one per field.
+        let state = Arc::new(state);
         let exit = CancellationToken::new();
         let mut loops = EventLoops {
             lanes: Vec::new(),
@@ -97,6 +101,7 @@ impl EventLoops {
                 connections: rx,
                 open: open.clone(),
                 app: app.clone(),
+                state: state.clone(),
                 shared: shared.clone(),
             };
             let on_start = on_start.clone();
@@ -208,6 +213,8 @@ struct LaneLoop {
     connections: mpsc::UnboundedReceiver<std::net::TcpStream>,
     open: Arc<AtomicUsize>,
     app: Router,
+    /// What `/v1` requests are served with (`modelplane_api::v1::serve`).
+    state: Arc<AppState>,
     shared: Handle,
 }
 
@@ -228,9 +235,10 @@ impl LaneLoop {
                 }
             };
             let app = self.app.clone();
+            let state = self.state.clone();
             let shared = self.shared.clone();
             let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                dispatch(app.clone(), &shared, req.map(Body::new))
+                dispatch(&app, &state, &shared, req.map(Body::new))
             });
             let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
             let open = self.open.clone();
@@ -248,12 +256,14 @@ impl LaneLoop {
 type Answer =
     std::pin::Pin<Box<dyn std::future::Future<Output = Result<Response<Body>, Infallible>> + Send>>;
 
-/// Runs a request here (the gateway) or on the shared runtime (the rest).
-fn dispatch(app: Router, shared: &Handle, req: Request<Body>) -> Answer {
+/// Runs a request here (the gateway, straight to `v1::serve` without the
+/// router) or on the shared runtime (the rest).
+fn dispatch(app: &Router, state: &Arc<AppState>, shared: &Handle, req: Request<Body>) -> Answer {
     if served_on_loop(req.uri().path()) {
-        return Box::pin(app.oneshot(req));
+        let state = state.clone();
+        return Box::pin(async move { Ok(modelplane_api::v1::serve(&state, req).await) });
     }
-    let answer = shared.spawn(app.oneshot(req));
+    let answer = shared.spawn(app.clone().oneshot(req));
     Box::pin(async move {
         match answer.await {
             Ok(answer) => answer,

@@ -570,6 +570,70 @@ async fn errors_on_v1_have_openais_shape(app: TestApp) {
 
 /// Starts a stream through the route `slow` (an [`endless_upstream`]) and
 /// reads its first chunk.
+/// `/v1` answers its own edges in OpenAI's shape: a wrong method is 405
+/// with `Allow`, a body past 32 MiB is 413, the request id is kept (or
+/// made) and returned, and each request is counted in the metrics under
+/// its route.
+async fn v1_edges_keep_openais_shape_request_ids_and_metrics(app: TestApp) {
+    let token = app.key_with(&["gateway"], None).await;
+    let resp = app
+        .client
+        .get(app.url("/v1/chat/completions"))
+        .bearer_auth(&token)
+        .header("x-request-id", "req-42")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(resp.headers()["allow"], "POST");
+    assert_eq!(resp.headers()["x-request-id"], "req-42");
+    let body = json_of(&resp.bytes().await.expect("b"));
+    assert_eq!(body["error"]["code"], "method_not_allowed", "{body}");
+
+    let big = vec![b' '; 33 << 20];
+    let resp = app
+        .client
+        .post(app.url("/v1/chat/completions"))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let id = resp.headers()["x-request-id"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    assert!(
+        uuid::Uuid::parse_str(&id).is_ok(),
+        "a fresh request id: {id}"
+    );
+    let body = json_of(&resp.bytes().await.expect("b"));
+    assert_eq!(body["error"]["code"], "request_too_large", "{body}");
+
+    let (status, _, _) = chat(&app, &token, json!({"model": "nope", "messages": []})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let scraper = app.key_with(&["metrics:read"], None).await;
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .bearer_auth(&scraper)
+        .send()
+        .await
+        .expect("sent")
+        .text()
+        .await
+        .expect("text");
+    for line in [
+        r#"http_requests_total{method="GET",route="/v1/chat/completions",status="405"} 1"#,
+        r#"http_requests_total{method="POST",route="/v1/chat/completions",status="413"} 1"#,
+        r#"http_requests_total{method="POST",route="/v1/chat/completions",status="404"} 1"#,
+    ] {
+        assert!(text.contains(line), "{line} missing from:\n{text}");
+    }
+}
+
 async fn open_slow_stream(
     client: &reqwest::Client,
     app: &TestApp,
@@ -925,6 +989,7 @@ crate::both_backends!(
     failures_fall_back_by_priority_and_open_the_circuit,
     when_every_attempt_fails_the_last_error_is_returned,
     errors_on_v1_have_openais_shape,
+    v1_edges_keep_openais_shape_request_ids_and_metrics,
     a_client_that_leaves_cancels_the_upstream_and_is_metered,
     anthropic_and_gemini_are_translated_both_ways,
     routes_are_managed_per_org_with_sealed_keys,
