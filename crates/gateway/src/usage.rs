@@ -439,11 +439,17 @@ fn set_idle_priority(idle: bool) -> bool {
 
 /// Puts `thread` (this process's) at idle scheduling priority or back to
 /// normal; true when it took effect.
+///
+/// `set_thread_priority_and_policy` sets `thread`'s policy, then the nice
+/// value of the *calling* thread (`setpriority(PRIO_PROCESS, 0, …)`). So
+/// the nice value given is 0, the one every thread here runs at: with
+/// `ThreadPriority::Min` (nice 19) a sender raising the writer had put its
+/// own event loop at nice 19, and the raised writer stayed at nice 19 too.
 #[cfg(target_os = "linux")]
 fn set_thread_idle(thread: thread_priority::ThreadId, idle: bool) -> bool {
     use thread_priority::{
         set_thread_priority_and_policy, NormalThreadSchedulePolicy, ThreadPriority,
-        ThreadSchedulePolicy,
+        ThreadPriorityOsValue, ThreadSchedulePolicy,
     };
     let policy = if idle {
         NormalThreadSchedulePolicy::Idle
@@ -452,7 +458,8 @@ fn set_thread_idle(thread: thread_priority::ThreadId, idle: bool) -> bool {
     };
     match set_thread_priority_and_policy(
         thread,
-        ThreadPriority::Min,
+        // Nice 0 (the only value this type can be made with on Unix).
+        ThreadPriority::Os(ThreadPriorityOsValue::default()),
         ThreadSchedulePolicy::Normal(policy),
     ) {
         Ok(()) => true,
@@ -746,10 +753,15 @@ mod tests {
                 let priority = lanes.priority.clone();
                 priority.register();
                 let sender = priority.clone();
-                std::thread::spawn(move || sender.boost())
-                    .join()
-                    .expect("the sender");
+                let sender_nice = std::thread::spawn(move || {
+                    sender.boost();
+                    nice()
+                })
+                .join()
+                .expect("the sender");
+                assert_eq!(sender_nice, 0, "the sender's own priority is untouched");
                 assert_eq!(policy(), Normal(Other), "raised by the sender");
+                assert_eq!(nice(), 0, "raised to normal priority, not to nice 19");
                 lanes.pick(0);
                 assert!(lanes.behind, "the raised writer writes on the normal lane");
                 lanes.pick(0);
@@ -787,6 +799,18 @@ mod tests {
             idle_threads.iter().any(|n| n.starts_with("sqlx-sqlite")),
             "{idle_threads:?}"
         );
+    }
+
+    /// The calling thread's nice value (field 19 of /proc/thread-self/stat).
+    #[cfg(target_os = "linux")]
+    fn nice() -> i32 {
+        let stat = std::fs::read_to_string("/proc/thread-self/stat").expect("stat");
+        // Fields after the command (which may hold spaces) start at field 3.
+        let (_, rest) = stat.rsplit_once(')').expect("command");
+        rest.split_whitespace()
+            .nth(19 - 3)
+            .and_then(|n| n.parse().ok())
+            .expect("nice")
     }
 
     /// The names of this process's threads at `SCHED_IDLE` (policy 5 in
