@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
@@ -385,7 +386,7 @@ pub struct ModelFacts {
 }
 
 /// One listing entry of one source, normalized.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SourceRecord {
     /// Provider slug (see [`Provider::from_name`]).
     pub provider: String,
@@ -396,8 +397,34 @@ pub struct SourceRecord {
     /// Other strings that name this model, with where they come from
     /// (`official`, `bedrock`, `vertex`, `azure`, `openrouter`, …).
     pub aliases: Vec<Alias>,
-    /// The entry as the source sent it, kept for audit.
-    pub raw: Value,
+    /// The entry as the source sent it, kept for audit: JSON text, so a
+    /// source that reads its pages as text (the Hub's million repos) hands
+    /// it on without building and re-serializing a value tree.
+    pub raw: Box<RawValue>,
+}
+
+impl SourceRecord {
+    /// `raw` for an entry a source has parsed into a value.
+    pub fn raw_of(entry: &Value) -> Box<RawValue> {
+        // A `Value` always serializes (its map keys are strings).
+        serde_json::value::to_raw_value(entry).unwrap_or_else(|_| RawValue::NULL.to_owned())
+    }
+
+    /// `raw` as a value.
+    pub fn raw_value(&self) -> Value {
+        serde_json::from_str(self.raw.get()).unwrap_or(Value::Null)
+    }
+}
+
+impl PartialEq for SourceRecord {
+    /// Equal when every field is, `raw` compared as the text it is.
+    fn eq(&self, other: &Self) -> bool {
+        self.provider == other.provider
+            && self.model_id == other.model_id
+            && self.facts == other.facts
+            && self.aliases == other.aliases
+            && self.raw.get() == other.raw.get()
+    }
 }
 
 /// One name of a catalog model.

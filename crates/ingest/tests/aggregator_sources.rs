@@ -303,8 +303,11 @@ async fn huggingface_maps_hub_facts_and_keeps_the_raw_entry() {
     let caps = f.capabilities.as_ref().expect("capabilities");
     assert_eq!(caps["gated"], json!(false));
     assert_eq!(caps["library"], json!("transformers"));
-    assert_eq!(chat.raw["lastModified"], json!("2025-02-11T17:40:12.000Z"));
-    assert_eq!(chat.raw["author"], json!("acme-labs"));
+    assert_eq!(
+        chat.raw_value()["lastModified"],
+        json!("2025-02-11T17:40:12.000Z")
+    );
+    assert_eq!(chat.raw_value()["author"], json!("acme-labs"));
 
     let gguf = find(
         &records,
@@ -639,7 +642,7 @@ async fn deprecations_collapse_duplicates_skip_features_and_follow_dates() {
         Some(Lifecycle::Deprecated),
         "a shutdown is announced"
     );
-    assert_eq!(regional.raw.as_array().map(Vec::len), Some(2));
+    assert_eq!(regional.raw_value().as_array().map(Vec::len), Some(2));
 
     let bedrock = &find(&records, "aws-bedrock", "anthropic.claude-v2:1").facts;
     assert_eq!(bedrock.lifecycle, Some(Lifecycle::Sunset));
@@ -719,7 +722,7 @@ async fn models_dev_maps_prices_limits_capabilities_and_status() {
     ] {
         assert_eq!(caps[name], json!(true), "{name}");
     }
-    assert_eq!(haiku.raw["cost"]["cache_write"], json!(1.25));
+    assert_eq!(haiku.raw_value()["cost"]["cache_write"], json!(1.25));
 
     let old = &find(&records, "anthropic", "claude-3-haiku-20240307").facts;
     assert_eq!(old.lifecycle, Some(Lifecycle::Deprecated));
@@ -872,7 +875,10 @@ async fn openrouter_free_variants_fold_into_their_base_model() {
             Alias::new("meta-llama/llama-3.3-70b-instruct:free", "openrouter"),
         ]
     );
-    assert_eq!(llama.raw["id"], json!("meta-llama/llama-3.3-70b-instruct"));
+    assert_eq!(
+        llama.raw_value()["id"],
+        json!("meta-llama/llama-3.3-70b-instruct")
+    );
 
     let r1 = find(&records, "deepseek", "deepseek-r1-0528");
     assert_eq!(

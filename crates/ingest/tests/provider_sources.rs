@@ -217,8 +217,8 @@ async fn openai_lists_every_model_with_a_bearer_key_in_one_page() {
         &sink,
         "ft:gpt-4.1-mini-2025-04-14:example-org:support-bot:BkT9x2Qa",
     );
-    assert_eq!(ft.raw["owned_by"], "example-org");
-    assert_eq!(by_id(&sink, "o1-pro").raw["permission"], json!([]));
+    assert_eq!(ft.raw_value()["owned_by"], "example-org");
+    assert_eq!(by_id(&sink, "o1-pro").raw_value()["permission"], json!([]));
 }
 
 #[tokio::test]
@@ -427,7 +427,7 @@ async fn anthropic_model_info_maps_limits_capabilities_and_lifecycle() {
     assert_eq!(opus3.family.as_deref(), Some("opus"));
     // Unknown fields survive in the raw payload.
     assert_eq!(
-        by_id(&sink, "claude-3-haiku-20240307").raw["allowed_fallback_models"],
+        by_id(&sink, "claude-3-haiku-20240307").raw_value()["allowed_fallback_models"],
         json!(["claude-haiku-4-5-20251001"])
     );
 }
@@ -576,7 +576,7 @@ async fn google_models_map_limits_temperature_thinking_and_methods() {
                "generation_methods": ["generateContent", "countTokens",
                                       "createCachedContent", "batchGenerateContent"]})
     );
-    assert_eq!(pro.raw["name"], "models/gemini-2.5-pro");
+    assert_eq!(pro.raw_value()["name"], "models/gemini-2.5-pro");
 
     let lite = by_id(&sink, "gemini-2.0-flash-lite");
     assert_eq!(caps(lite)["batch"], json!(false));
@@ -673,7 +673,7 @@ async fn mistral_alias_entries_fold_into_one_record_per_model() {
         large.aliases,
         vec![Alias::new("mistral-large-latest", "official")]
     );
-    assert_eq!(large.raw["id"], "mistral-large-2512");
+    assert_eq!(large.raw_value()["id"], "mistral-large-2512");
     let codestral = by_id(&sink, "codestral-2508");
     assert_eq!(
         codestral.aliases,
@@ -683,7 +683,7 @@ async fn mistral_alias_entries_fold_into_one_record_per_model() {
         ]
     );
     // Listed only under its alias: the raw payload is that entry.
-    assert_eq!(codestral.raw["id"], "codestral-latest");
+    assert_eq!(codestral.raw_value()["id"], "codestral-latest");
 }
 
 #[tokio::test]
@@ -824,7 +824,7 @@ async fn cohere_models_map_features_endpoints_and_deprecation() {
     );
     // Fine-tunes are kept: they belong to the key's organisation.
     assert_eq!(
-        by_id(&sink, "acme-support-classifier-ft").raw["finetuned"],
+        by_id(&sink, "acme-support-classifier-ft").raw_value()["finetuned"],
         json!(true)
     );
 }
@@ -953,7 +953,7 @@ async fn xai_lists_language_models_then_other_models_with_aliases() {
     let image = by_id(&sink, "grok-2-image-1212");
     assert_eq!(image.provider, "xai");
     assert_eq!(image.facts.pricing, None);
-    assert_eq!(image.raw["created"], json!(1736726400));
+    assert_eq!(image.raw_value()["created"], json!(1736726400));
 }
 
 #[tokio::test]

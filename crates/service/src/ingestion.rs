@@ -886,11 +886,10 @@ async fn list_and_compare(
     }
 }
 
-/// A listed record with its key, its raw entry as JSON text and its hash.
+/// A listed record with its key and its hash.
 struct Hashed {
     key: String,
     record: SourceRecord,
-    raw: Box<RawValue>,
     hash: String,
 }
 
@@ -906,17 +905,15 @@ struct Forward {
 impl PageSink for Forward {
     async fn page(&mut self, records: Vec<SourceRecord>) -> std::result::Result<(), SourceError> {
         let mut page = Vec::with_capacity(records.len());
-        for record in records {
+        for mut record in records {
             if record.model_id.trim().is_empty() || record.provider.trim().is_empty() {
                 continue;
             }
-            let raw = serde_json::value::to_raw_value(&record.raw)
-                .map_err(|e| SourceError::Sink(format!("could not spool a record: {e}")))?;
-            let hash = record_hash(&record, raw.get(), self.credential.as_deref());
+            one_line(&mut record.raw);
+            let hash = record_hash(&record, self.credential.as_deref());
             page.push(Hashed {
                 key: model_key(&record.provider, &record.model_id),
                 record,
-                raw,
                 hash,
             });
         }
@@ -971,9 +968,23 @@ fn read_spool(
     }
 }
 
+/// Puts an entry's JSON text on one line, as the spool's lines need. A raw
+/// line break can only be whitespace between tokens (inside a string it is
+/// escaped), so a space in its place leaves the same JSON.
+fn one_line(raw: &mut Box<RawValue>) {
+    let text = raw.get();
+    if text.contains(['\n', '\r']) {
+        let flat = text.replace(['\n', '\r'], " ");
+        if let Ok(flat) = RawValue::from_string(flat) {
+            *raw = flat;
+        }
+    }
+}
+
 /// The hash that tells an unchanged record from a changed one: everything
 /// the source said, and which credential saw it.
-fn record_hash(record: &SourceRecord, raw: &str, credential: Option<&str>) -> String {
+fn record_hash(record: &SourceRecord, credential: Option<&str>) -> String {
+    let raw = record.raw.get();
     let mut hasher = Sha256::new();
     hasher.update(record.provider.as_bytes());
     hasher.update([0]);
@@ -1020,13 +1031,7 @@ impl RunSink {
             .listing_states(self.source, &keys)
             .await
             .map_err(|e| SourceError::Sink(format!("database error: {e}")))?;
-        for Hashed {
-            key,
-            record,
-            raw,
-            hash,
-        } in page
-        {
+        for Hashed { key, record, hash } in page {
             if stored
                 .get(&key)
                 .is_some_and(|s| s.hash == hash && s.missed_runs == 0)
@@ -1038,7 +1043,7 @@ impl RunSink {
                 model_id: record.model_id,
                 facts: record.facts,
                 aliases: record.aliases,
-                raw,
+                raw: record.raw,
                 hash,
                 credential: self.credential.clone(),
                 listed: stored.contains_key(&key),
@@ -1165,11 +1170,25 @@ mod tests {
             model_id: "a".into(),
             facts: ModelFacts::default(),
             aliases: vec![],
-            raw: serde_json::json!({"id": "a"}),
+            raw: SourceRecord::raw_of(&serde_json::json!({"id": "a"})),
         };
-        let h1 = record_hash(&record, "{\"id\":\"a\"}", None);
-        assert_eq!(h1, record_hash(&record, "{\"id\":\"a\"}", None));
-        assert_ne!(h1, record_hash(&record, "{\"id\":\"b\"}", None));
-        assert_ne!(h1, record_hash(&record, "{\"id\":\"a\"}", Some("key:1")));
+        let h1 = record_hash(&record, None);
+        assert_eq!(h1, record_hash(&record.clone(), None));
+        let other = SourceRecord {
+            raw: SourceRecord::raw_of(&serde_json::json!({"id": "b"})),
+            ..record.clone()
+        };
+        assert_ne!(h1, record_hash(&other, None));
+        assert_ne!(h1, record_hash(&record, Some("key:1")));
+    }
+
+    #[test]
+    fn an_entry_sent_over_several_lines_is_spooled_on_one() {
+        let text = "{\"id\":\n  \"a b\",\r\n \"n\": 1}";
+        let mut raw = RawValue::from_string(text.to_owned()).expect("json");
+        one_line(&mut raw);
+        assert!(!raw.get().contains(['\n', '\r']), "{}", raw.get());
+        let back: serde_json::Value = serde_json::from_str(raw.get()).expect("still json");
+        assert_eq!(back, serde_json::json!({"id": "a b", "n": 1}));
     }
 }

@@ -131,7 +131,7 @@ pub fn to_record(entry: &Value) -> Option<SourceRecord> {
         model_id: id.to_owned(),
         facts,
         aliases: Vec::new(),
-        raw: entry.clone(),
+        raw: SourceRecord::raw_of(entry),
     })
 }
 
@@ -239,7 +239,7 @@ mod tests {
         assert_eq!(f.max_output_tokens, Some(128_000));
         assert_eq!(f.lifecycle, None);
         assert_eq!(f.family, None);
-        assert_eq!(record.raw, opus());
+        assert_eq!(record.raw_value(), opus());
     }
 
     #[test]

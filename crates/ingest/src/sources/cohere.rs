@@ -125,7 +125,7 @@ pub fn to_record(entry: &Value) -> Option<SourceRecord> {
         model_id: name.to_owned(),
         facts,
         aliases: Vec::new(),
-        raw: entry.clone(),
+        raw: SourceRecord::raw_of(entry),
     })
 }
 
@@ -153,7 +153,7 @@ mod tests {
                    "citations": true, "tool_images": true, "endpoints": ["chat"],
                    "temperature": {"default": 0.6}})
         );
-        assert_eq!(record.raw, entry);
+        assert_eq!(record.raw_value(), entry);
     }
 
     #[test]

@@ -165,7 +165,7 @@ impl Group {
                 ..ModelFacts::default()
             },
             aliases: Vec::new(),
-            raw,
+            raw: SourceRecord::raw_of(&raw),
         }
     }
 }
@@ -286,6 +286,6 @@ mod tests {
             f.lifecycle_url.as_deref(),
             Some("https://example.test/gpt-4o")
         );
-        assert_eq!(records[0].raw, json!([first, second, third]));
+        assert_eq!(records[0].raw_value(), json!([first, second, third]));
     }
 }

@@ -134,7 +134,7 @@ pub fn to_record(entry: &Value) -> Option<SourceRecord> {
         model_id: id.to_owned(),
         facts,
         aliases: Vec::new(),
-        raw: entry.clone(),
+        raw: SourceRecord::raw_of(entry),
     })
 }
 
@@ -173,7 +173,7 @@ mod tests {
                 "generation_methods": ["generateContent", "countTokens", "batchGenerateContent"]
             })
         );
-        assert_eq!(record.raw, flash());
+        assert_eq!(record.raw_value(), flash());
     }
 
     #[test]

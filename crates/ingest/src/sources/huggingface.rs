@@ -20,20 +20,24 @@
 //! Every Hub repo is a catalog model of provider `huggingface` whose id is
 //! the repo id (`owner/name`); the owner stays in the id and in `raw`.
 //!
-//! Speed matters here (the Hub lists millions of repos): a page is parsed
-//! once into JSON values, kept as each record's `raw`, and the facts are read
-//! through a borrowing typed view of the same value (`HubModel`), so no
-//! byte is parsed twice and no string is copied that does not end up in a
-//! record. Measured in release on this project's 2-core build machine: about
-//! 110k repos/s parsed and mapped on one core (the `Value` parse that `raw`
-//! needs is ~85% of it), 50–80k repos/s end to end over local HTTP.
+//! Speed matters here (the Hub lists millions of repos): a page is split
+//! into its entries as JSON text (`&RawValue`, no value tree), each entry's
+//! text becomes the record's `raw` as it came, and the facts are read
+//! through a borrowing view of the same text (`HubModel`: each field it
+//! reads is first taken whole as text, then decoded on its own, so a field
+//! of an unexpected type reads as None without derailing the entry). Before,
+//! a page was parsed into `Value`s, about 85 % of the parse, and `raw` was
+//! serialized back to text for hashing and storage.
 
 use std::collections::BTreeMap;
 
 use modelplane_domain::catalog::{ModelFacts, SourceRecord};
 use reqwest::header::LINK;
-use serde::{Deserialize, Deserializer};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
+use std::borrow::Cow;
 use url::Url;
 
 use super::common;
@@ -156,7 +160,11 @@ async fn fetch_pages_until_error(
 /// The records of one fetched page; a body that is not a JSON array is
 /// `Malformed`.
 fn parse_body(fetched: &Fetched) -> Result<Vec<SourceRecord>, SourceError> {
-    let entries: Vec<Value> = fetched.json()?;
+    let entries: Vec<&RawValue> =
+        serde_json::from_slice(&fetched.body).map_err(|e| SourceError::Malformed {
+            url: fetched.url.clone(),
+            detail: e.to_string(),
+        })?;
     let received = entries.len();
     let records = parse_page(entries);
     if records.len() < received {
@@ -267,107 +275,153 @@ pub fn next_link(header: &str) -> Option<&str> {
 
 /// The records of one page; entries that are not objects with a string
 /// `id` are skipped.
-pub fn parse_page(entries: Vec<Value>) -> Vec<SourceRecord> {
+pub fn parse_page(entries: Vec<&RawValue>) -> Vec<SourceRecord> {
     entries.into_iter().filter_map(parse_model).collect()
 }
 
 /// One Hub repo as a catalog record; None when the entry has no usable `id`.
-pub fn parse_model(entry: Value) -> Option<SourceRecord> {
-    let (model_id, facts) = {
-        let model = HubModel::deserialize(&entry).ok()?;
-        if model.id.trim().is_empty() {
-            return None;
-        }
-        (model.id.to_owned(), model.facts())
-    };
+pub fn parse_model(entry: &RawValue) -> Option<SourceRecord> {
+    let wire = HubWire::deserialize(&mut serde_json::Deserializer::from_str(entry.get())).ok()?;
+    let model = HubModel::from_wire(&wire)?;
+    if model.id.trim().is_empty() {
+        return None;
+    }
     Some(SourceRecord {
         provider: PROVIDER.to_owned(),
-        model_id,
-        facts,
+        model_id: model.id.clone().into_owned(),
+        facts: model.facts(),
         aliases: Vec::new(),
-        raw: entry,
+        raw: entry.to_owned(),
     })
 }
 
-/// The wire fields the catalog reads, borrowed from the page's JSON values.
-/// Only `id` is required; every other field that is missing, null or of an
-/// unexpected type reads as None ([`lenient`]), so one odd field never
-/// costs the entry.
+/// The fields of an entry the catalog reads, each as the JSON text it is
+/// (any value reads as text, so this never fails on a field's type; an
+/// entry that is not an object does). Everything else is skipped unread.
 #[derive(Deserialize)]
+struct HubWire<'a> {
+    #[serde(borrow, default)]
+    id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    downloads: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    likes: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    pipeline_tag: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    library_name: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    tags: Option<&'a RawValue>,
+    #[serde(rename = "createdAt", borrow, default)]
+    created_at: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    gated: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    safetensors: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    gguf: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    config: Option<&'a RawValue>,
+    #[serde(rename = "cardData", borrow, default)]
+    card_data: Option<&'a RawValue>,
+}
+
+/// A nested object's fields the catalog reads, as text (see [`HubWire`]).
+#[derive(Deserialize)]
+struct NestedWire<'a> {
+    #[serde(borrow, default)]
+    total: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    architecture: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    context_length: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    model_type: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    license: Option<&'a RawValue>,
+}
+
+/// A field decoded as `T`; None when it is missing, null or of another type.
+fn value<T: DeserializeOwned>(field: Option<&RawValue>) -> Option<T> {
+    serde_json::from_str(field?.get()).ok()
+}
+
+/// A string field, borrowed from the page unless it holds escapes; None
+/// when missing, null or not a string.
+fn text<'a>(field: Option<&'a RawValue>) -> Option<Cow<'a, str>> {
+    let field = field?.get();
+    if let Ok(plain) = serde_json::from_str::<&'a str>(field) {
+        return Some(Cow::Borrowed(plain));
+    }
+    serde_json::from_str::<String>(field).ok().map(Cow::Owned)
+}
+
+/// A nested object's fields; None when the field is not an object.
+fn nested<'a>(field: Option<&'a RawValue>) -> Option<NestedWire<'a>> {
+    let field = field?.get();
+    if !field.starts_with('{') {
+        return None;
+    }
+    NestedWire::deserialize(&mut serde_json::Deserializer::from_str(field)).ok()
+}
+
+/// The facts' inputs of one entry, decoded from its [`HubWire`] text. Only
+/// `id` is required; every other field that is missing, null or of an
+/// unexpected type reads as None, so one odd field never costs the entry.
 struct HubModel<'a> {
-    #[serde(borrow)]
-    id: &'a str,
-    #[serde(default, deserialize_with = "lenient")]
+    id: Cow<'a, str>,
     downloads: Option<i64>,
-    #[serde(default, deserialize_with = "lenient")]
     likes: Option<i64>,
-    #[serde(default, borrow, deserialize_with = "lenient")]
-    pipeline_tag: Option<&'a str>,
-    #[serde(default, borrow, deserialize_with = "lenient")]
-    library_name: Option<&'a str>,
-    #[serde(default, borrow, deserialize_with = "lenient")]
-    tags: Option<Vec<&'a str>>,
-    #[serde(rename = "createdAt", default, borrow, deserialize_with = "lenient")]
-    created_at: Option<&'a str>,
+    pipeline_tag: Option<Cow<'a, str>>,
+    library_name: Option<Cow<'a, str>>,
+    tags: Option<Vec<Cow<'a, str>>>,
+    created_at: Option<Cow<'a, str>>,
     /// `false`, `"auto"` or `"manual"`.
-    #[serde(default, deserialize_with = "lenient")]
     gated: Option<Value>,
-    #[serde(default, deserialize_with = "lenient")]
-    safetensors: Option<Safetensors>,
-    #[serde(default, borrow, deserialize_with = "lenient")]
-    gguf: Option<Gguf<'a>>,
-    #[serde(default, borrow, deserialize_with = "lenient")]
-    config: Option<Config<'a>>,
-    #[serde(rename = "cardData", default, borrow, deserialize_with = "lenient")]
-    card_data: Option<CardData<'a>>,
+    /// `safetensors.total`.
+    safetensors_total: Option<i64>,
+    gguf_total: Option<i64>,
+    gguf_architecture: Option<Cow<'a, str>>,
+    gguf_context_length: Option<i64>,
+    /// `config.model_type`.
+    model_type: Option<Cow<'a, str>>,
+    /// `cardData.license`: a string, or (rarely) a list of licenses; only a
+    /// string is read.
+    card_license: Option<Cow<'a, str>>,
 }
 
-#[derive(Deserialize)]
-struct Safetensors {
-    #[serde(default, deserialize_with = "lenient")]
-    total: Option<i64>,
-}
-
-#[derive(Deserialize)]
-struct Gguf<'a> {
-    #[serde(default, deserialize_with = "lenient")]
-    total: Option<i64>,
-    #[serde(default, borrow, deserialize_with = "lenient")]
-    architecture: Option<&'a str>,
-    #[serde(default, deserialize_with = "lenient")]
-    context_length: Option<i64>,
-}
-
-#[derive(Deserialize)]
-struct Config<'a> {
-    #[serde(default, borrow, deserialize_with = "lenient")]
-    model_type: Option<&'a str>,
-}
-
-#[derive(Deserialize)]
-struct CardData<'a> {
-    /// A string, or (rarely) a list of licenses: only a string is read.
-    #[serde(default, borrow, deserialize_with = "lenient")]
-    license: Option<&'a str>,
-}
-
-/// Reads a field as `T`, or None when its value is null or of another type.
-///
-/// Sound only because [`HubModel`] is deserialized from an already parsed
-/// [`Value`]: a failed field consumes nothing else. From a byte stream a
-/// half-read value would derail the rest of the entry.
-fn lenient<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Ok(T::deserialize(deserializer).ok())
+impl<'a> HubModel<'a> {
+    fn from_wire(w: &HubWire<'a>) -> Option<HubModel<'a>> {
+        let gguf = nested(w.gguf);
+        let tags = w.tags.and_then(|t| {
+            // Strings borrowed where they can be: a list of anything else is None.
+            let items: Vec<&'a RawValue> = serde_json::from_str(t.get()).ok()?;
+            items.into_iter().map(|i| text(Some(i))).collect()
+        });
+        Some(HubModel {
+            id: text(w.id)?,
+            downloads: value(w.downloads),
+            likes: value(w.likes),
+            pipeline_tag: text(w.pipeline_tag),
+            library_name: text(w.library_name),
+            tags,
+            created_at: text(w.created_at),
+            gated: value(w.gated),
+            safetensors_total: nested(w.safetensors).and_then(|s| value(s.total)),
+            gguf_total: gguf.as_ref().and_then(|g| value(g.total)),
+            gguf_architecture: gguf.as_ref().and_then(|g| text(g.architecture)),
+            gguf_context_length: gguf.as_ref().and_then(|g| value(g.context_length)),
+            model_type: nested(w.config).and_then(|c| text(c.model_type)),
+            card_license: nested(w.card_data).and_then(|c| text(c.license)),
+        })
+    }
 }
 
 impl HubModel<'_> {
     fn facts(&self) -> ModelFacts {
         let (modalities_in, modalities_out) = self
             .pipeline_tag
+            .as_deref()
             .map(task_modalities)
             .unwrap_or((None, None));
         let mut capabilities = BTreeMap::new();
@@ -378,28 +432,25 @@ impl HubModel<'_> {
         {
             capabilities.insert("gated".to_owned(), gated.clone());
         }
-        if let Some(library) = self.library_name {
+        if let Some(library) = self.library_name.as_deref() {
             capabilities.insert("library".to_owned(), Value::from(library));
         }
-        if let Some(task) = self.pipeline_tag {
+        if let Some(task) = self.pipeline_tag.as_deref() {
             capabilities.insert("pipeline_tag".to_owned(), Value::from(task));
         }
-        let gguf = self.gguf.as_ref();
-        let family = gguf
-            .and_then(|g| g.architecture)
-            .or_else(|| self.config.as_ref().and_then(|c| c.model_type))
+        let family = self
+            .gguf_architecture
+            .as_deref()
+            .or(self.model_type.as_deref())
             .filter(|f| !f.is_empty())
             .map(str::to_owned);
         let parameter_count = self
-            .safetensors
-            .as_ref()
-            .and_then(|s| s.total)
-            .or_else(|| gguf.and_then(|g| g.total))
+            .safetensors_total
+            .or(self.gguf_total)
             .filter(|n| *n > 0);
         let license = self
-            .card_data
-            .as_ref()
-            .and_then(|c| c.license)
+            .card_license
+            .as_deref()
             .or_else(|| {
                 self.tags
                     .iter()
@@ -412,12 +463,12 @@ impl HubModel<'_> {
             family,
             modalities_in,
             modalities_out,
-            context_window: gguf.and_then(|g| g.context_length).filter(|n| *n > 0),
+            context_window: self.gguf_context_length.filter(|n| *n > 0),
             capabilities: (!capabilities.is_empty()).then_some(capabilities),
             open_weights: Some(true),
             parameter_count,
             license,
-            release_date: self.created_at.and_then(release_date),
+            release_date: self.created_at.as_deref().and_then(release_date),
             downloads: self.downloads.filter(|n| *n >= 0),
             likes: self.likes.filter(|n| *n >= 0),
             ..ModelFacts::default()
@@ -501,6 +552,11 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// An entry as the Hub would send it.
+    fn raw(entry: &Value) -> Box<RawValue> {
+        SourceRecord::raw_of(entry)
+    }
+
     #[test]
     fn next_link_finds_rel_next_among_several_links() {
         let header = r#"<https://huggingface.co/api/models?limit=3&cursor=abc>; rel="next""#;
@@ -530,10 +586,10 @@ mod tests {
             "createdAt": "2024-09-16T11:55:40.000Z",
             "safetensors": {"parameters": {"BF16": 7_000_000_000_i64}, "total": 7_000_000_000_i64}
         });
-        let record = parse_model(entry.clone()).expect("a record");
+        let record = parse_model(&raw(&entry)).expect("a record");
         assert_eq!(record.provider, "huggingface");
         assert_eq!(record.model_id, "acme/tiny-chat-7b");
-        assert_eq!(record.raw, entry);
+        assert_eq!(record.raw_value(), entry);
         let f = &record.facts;
         assert_eq!(f.parameter_count, Some(7_000_000_000));
         assert_eq!(f.license.as_deref(), Some("apache-2.0"));
@@ -558,7 +614,7 @@ mod tests {
             "gguf": {"total": 999_885_952, "architecture": "gemma3", "context_length": 32768,
                      "chat_template": "{{ bos_token }}"}
         });
-        let f = parse_model(entry).expect("a record").facts;
+        let f = parse_model(&raw(&entry)).expect("a record").facts;
         assert_eq!(f.family.as_deref(), Some("gemma3"));
         assert_eq!(f.parameter_count, Some(999_885_952));
         assert_eq!(f.context_window, Some(32768));
@@ -575,7 +631,7 @@ mod tests {
             "cardData": {"license": "llama3.2", "widget": [{"text": "hi"}]},
             "config": {"model_type": "llama", "architectures": ["LlamaForCausalLM"]}
         });
-        let f = parse_model(entry).expect("a record").facts;
+        let f = parse_model(&raw(&entry)).expect("a record").facts;
         assert_eq!(f.license.as_deref(), Some("llama3.2"));
         assert_eq!(f.family.as_deref(), Some("llama"));
     }
@@ -599,7 +655,7 @@ mod tests {
             "gated": {"weird": true}, "safetensors": [1, 2], "gguf": null,
             "pipeline_tag": 7, "createdAt": 20240101
         });
-        let f = parse_model(entry).expect("a record").facts;
+        let f = parse_model(&raw(&entry)).expect("a record").facts;
         assert_eq!(f.downloads, None);
         assert_eq!(f.likes, None);
         assert_eq!(f.license, None);
@@ -610,15 +666,42 @@ mod tests {
     }
 
     #[test]
+    fn an_entry_is_kept_as_sent_and_escaped_strings_are_read() {
+        // Key order, spacing and escapes as the Hub sent them; an odd field
+        // before the others does not derail them.
+        let sent = r#"{ "gguf": [{"architecture": "x"}], "id": "org/caf\u00e9",
+            "tags": ["license:apache\u002d2.0", "gguf"], "likes": 5,
+            "pipeline_tag": "text\u002dgeneration", "cardData": "none" }"#;
+        let entry = RawValue::from_string(sent.to_owned()).expect("json");
+        let record = parse_model(&entry).expect("a record");
+        assert_eq!(record.raw.get(), sent);
+        assert_eq!(record.model_id, "org/café");
+        let f = &record.facts;
+        assert_eq!(f.license.as_deref(), Some("apache-2.0"));
+        assert_eq!(f.likes, Some(5));
+        assert_eq!(f.family, None);
+        assert_eq!(f.modalities_out, Some(vec!["text".to_owned()]));
+        let page = format!("[{sent}, 7, {{\"id\": \"a/b\"}}]");
+        let entries: Vec<&RawValue> = serde_json::from_str(&page).expect("a page");
+        let ids: Vec<String> = parse_page(entries)
+            .into_iter()
+            .map(|r| r.model_id)
+            .collect();
+        assert_eq!(ids, ["org/café", "a/b"]);
+    }
+
+    #[test]
     fn entries_without_a_string_id_are_skipped() {
-        let records = parse_page(vec![
+        let entries = [
             json!({"id": "a/b"}),
             json!({"id": 5}),
             json!({"modelId": "c/d"}),
             json!({"id": "  "}),
             json!("a/b"),
             json!(null),
-        ]);
+        ]
+        .map(|e| raw(&e));
+        let records = parse_page(entries.iter().map(|e| &**e).collect());
         let ids: Vec<&str> = records.iter().map(|r| r.model_id.as_str()).collect();
         assert_eq!(ids, ["a/b"]);
     }

@@ -135,7 +135,7 @@ pub fn parse_prices(document: Map<String, Value>, today: &str) -> Vec<SourceReco
             if depth < *best {
                 *best = depth;
                 record.facts = facts(&entry, today);
-                record.raw = entry;
+                record.raw = SourceRecord::raw_of(&entry);
             }
             continue;
         }
@@ -146,7 +146,7 @@ pub fn parse_prices(document: Map<String, Value>, today: &str) -> Vec<SourceReco
             model_id,
             facts: facts(&entry, today),
             aliases: alias.into_iter().collect(),
-            raw: entry,
+            raw: SourceRecord::raw_of(&entry),
         };
         records.push((record, depth));
     }
@@ -428,7 +428,7 @@ mod tests {
             ("aws-bedrock", "anthropic.claude-v2")
         );
         assert_eq!(r.facts.pricing.as_ref().and_then(|p| p.input), Some(8.0));
-        assert_eq!(r.raw["input_cost_per_token"], json!(8e-06));
+        assert_eq!(r.raw_value()["input_cost_per_token"], json!(8e-06));
         assert_eq!(
             r.aliases,
             [

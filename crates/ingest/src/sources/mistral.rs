@@ -147,7 +147,7 @@ pub fn to_record(model_id: &str, entries: &[&Value], today: &str) -> SourceRecor
             .into_iter()
             .map(|name| Alias::new(name, "official"))
             .collect(),
-        raw: main.clone(),
+        raw: SourceRecord::raw_of(main),
     }
 }
 
@@ -198,7 +198,7 @@ mod tests {
             ]
         );
         // The raw payload is the entry listed under the canonical id.
-        assert_eq!(r.raw["id"], "mistral-medium-2508");
+        assert_eq!(r.raw_value()["id"], "mistral-medium-2508");
     }
 
     #[test]

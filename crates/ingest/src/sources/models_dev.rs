@@ -62,7 +62,7 @@ pub fn parse_api(document: Map<String, Value>) -> Vec<SourceRecord> {
                 model_id,
                 facts: parse_model(&model),
                 aliases: Vec::new(),
-                raw: model,
+                raw: SourceRecord::raw_of(&model),
             });
         }
     }
@@ -288,6 +288,6 @@ mod tests {
                 ("google-vertex", "gemini-2.5-pro")
             ]
         );
-        assert_eq!(records[1].raw, json!({"name": "G"}));
+        assert_eq!(records[1].raw_value(), json!({"name": "G"}));
     }
 }

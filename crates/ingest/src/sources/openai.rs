@@ -67,7 +67,7 @@ pub fn to_record(entry: &Value, today: &str) -> Option<SourceRecord> {
         model_id: id.to_owned(),
         facts,
         aliases: Vec::new(),
-        raw: entry.clone(),
+        raw: SourceRecord::raw_of(entry),
     })
 }
 
@@ -86,7 +86,7 @@ mod tests {
         assert_eq!(record.provider, "openai");
         assert_eq!(record.model_id, "gpt-4o");
         assert_eq!(record.facts, ModelFacts::default());
-        assert_eq!(record.raw, entry);
+        assert_eq!(record.raw_value(), entry);
     }
 
     #[test]

@@ -140,7 +140,7 @@ pub fn parse_model(id: &str, entry: Value, today: &str) -> SourceRecord {
         model_id: model_id.to_owned(),
         facts,
         aliases,
-        raw: entry,
+        raw: SourceRecord::raw_of(&entry),
     }
 }
 

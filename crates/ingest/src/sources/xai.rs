@@ -90,7 +90,7 @@ pub fn parse_other_models(page: &ModelList, known: &HashSet<String>) -> Vec<Sour
                 model_id: id.to_owned(),
                 facts: ModelFacts::default(),
                 aliases: Vec::new(),
-                raw: entry.clone(),
+                raw: SourceRecord::raw_of(entry),
             })
         })
         .collect()
@@ -161,7 +161,7 @@ pub fn language_model(entry: &Value) -> Option<SourceRecord> {
             ..ModelFacts::default()
         },
         aliases,
-        raw: entry.clone(),
+        raw: SourceRecord::raw_of(entry),
     })
 }
 
@@ -213,7 +213,7 @@ mod tests {
                 Alias::new("grok-3-latest", "official"),
             ]
         );
-        assert_eq!(record.raw, grok3());
+        assert_eq!(record.raw_value(), grok3());
     }
 
     #[test]
@@ -249,6 +249,6 @@ mod tests {
         assert_eq!(others.len(), 1);
         assert_eq!(others[0].model_id, "grok-2-image-1212");
         assert_eq!(others[0].facts, ModelFacts::default());
-        assert_eq!(others[0].raw["owned_by"], "xai");
+        assert_eq!(others[0].raw_value()["owned_by"], "xai");
     }
 }
