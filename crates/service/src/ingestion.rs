@@ -11,7 +11,7 @@
 //! listing count a miss. A malformed page or an exhausted retry fails the
 //! run in the fetch phase, before anything is written.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{BufRead, BufReader, BufWriter, Seek, Write};
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,7 +24,7 @@ use modelplane_domain::ingestion::{IngestionRun, RunCounts, RunTrigger};
 use modelplane_domain::key::Scope;
 use modelplane_domain::time::{self, Timestamp};
 use modelplane_ingest::{PageSink, SourceClient, SourceError, SourceSettings};
-use modelplane_store::{Folded, Incoming, Store, StoreError};
+use modelplane_store::{Folded, Incoming, ListingState, Store, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
@@ -864,8 +864,19 @@ async fn list_and_compare(
 ) -> std::result::Result<RunSink, String> {
     let (pages, mut received) = tokio::sync::mpsc::channel::<Vec<Hashed>>(2);
     let compare = AbortOnDropHandle::new(tokio::spawn(async move {
+        // The stored states of a page are read while the page before it is
+        // spooled: on PostgreSQL the lookups are round trips that had left
+        // both cores idle a third of an unchanged re-run.
+        let mut pending: Option<(Vec<Hashed>, Lookup)> = None;
         while let Some(page) = received.recv().await {
-            sink.compare(page).await?;
+            let page = sink.first_seen(page);
+            let lookup = sink.lookup(&page);
+            if let Some((before, stored)) = pending.replace((page, lookup)) {
+                sink.spool_changed(before, stored.await?)?;
+            }
+        }
+        if let Some((last, stored)) = pending {
+            sink.spool_changed(last, stored.await?)?;
         }
         Ok::<_, SourceError>(sink)
     }));
@@ -891,6 +902,24 @@ struct Hashed {
     key: String,
     record: SourceRecord,
     hash: String,
+}
+
+/// The stored states of one page's records, being read.
+struct Lookup(AbortOnDropHandle<std::result::Result<HashMap<String, ListingState>, SourceError>>);
+
+impl std::future::IntoFuture for Lookup {
+    type Output = std::result::Result<HashMap<String, ListingState>, SourceError>;
+    type IntoFuture = futures::future::BoxFuture<'static, Self::Output>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move {
+            match self.0.await {
+                Ok(states) => states,
+                Err(join) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
+                Err(join) => Err(SourceError::Sink(format!("the lookup stopped: {join}"))),
+            }
+        })
+    }
 }
 
 /// Keys and hashes each page on the listing's task and hands it to the
@@ -1014,23 +1043,37 @@ struct RunSink {
 }
 
 impl RunSink {
-    /// Compares one hashed page with the stored listings and spools what is
-    /// new or changed.
-    async fn compare(&mut self, hashed: Vec<Hashed>) -> std::result::Result<(), SourceError> {
+    /// The page's records whose model this run has not listed before (a
+    /// listing that repeats a model keeps its first entry).
+    fn first_seen(&mut self, hashed: Vec<Hashed>) -> Vec<Hashed> {
         let mut page = Vec::with_capacity(hashed.len());
         for item in hashed {
-            // A listing that repeats a model keeps its first entry.
             if self.seen.insert(item.key.clone()) {
                 page.push(item);
             }
         }
         self.records += page.len() as u64;
+        page
+    }
+
+    /// Starts reading the stored listing states of a page's records.
+    fn lookup(&self, page: &[Hashed]) -> Lookup {
         let keys: Vec<String> = page.iter().map(|h| h.key.clone()).collect();
-        let stored = self
-            .store
-            .listing_states(self.source, &keys)
-            .await
-            .map_err(|e| SourceError::Sink(format!("database error: {e}")))?;
+        let (store, source) = (self.store.clone(), self.source);
+        Lookup(AbortOnDropHandle::new(tokio::spawn(async move {
+            store
+                .listing_states(source, &keys)
+                .await
+                .map_err(|e| SourceError::Sink(format!("database error: {e}")))
+        })))
+    }
+
+    /// Spools the page's new or changed records, given their stored states.
+    fn spool_changed(
+        &mut self,
+        page: Vec<Hashed>,
+        stored: HashMap<String, ListingState>,
+    ) -> std::result::Result<(), SourceError> {
         for Hashed { key, record, hash } in page {
             if stored
                 .get(&key)
