@@ -12,13 +12,14 @@
 
 use std::borrow::Cow;
 use std::convert::Infallible;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderName, HeaderValue, Method, Request, StatusCode};
 use axum::response::Response;
 use axum::Router;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use bytes::BytesMut;
+use http_body_util::BodyExt;
 
 use modelplane_gateway::{Endpoint, Gateway};
 
@@ -123,9 +124,15 @@ pub async fn serve(state: &AppState, req: Request<Body>) -> Response {
     response
 }
 
+/// How much more of a refused body is read and dropped, at most, so that a
+/// client still sending it gets the 413 rather than a broken pipe; past
+/// this (or [`DRAIN_MAX_TIME`]) the connection is closed under it.
+const DRAIN_MAX_BYTES: u64 = 64 * 1024 * 1024;
+const DRAIN_MAX_TIME: Duration = Duration::from_secs(10);
+
 /// The request body, whole and at most [`MAX_V1_BODY_BYTES`]; else the
 /// OpenAI-shaped refusal (413 too large, 400 unreadable).
-async fn read_body(headers: &axum::http::HeaderMap, body: Body) -> Result<Bytes, Response> {
+async fn read_body(headers: &axum::http::HeaderMap, mut body: Body) -> Result<Bytes, Response> {
     let too_large = || {
         Gateway::error(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -138,17 +145,53 @@ async fn read_body(headers: &axum::http::HeaderMap, body: Body) -> Result<Bytes,
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > MAX_V1_BODY_BYTES as u64) {
+        drain(body).await;
         return Err(too_large());
     }
-    match Limited::new(body, MAX_V1_BODY_BYTES).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
-        Err(e) => Err(Gateway::error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            &format!("the request body could not be read: {e}"),
-        )),
+    let mut first: Option<Bytes> = None;
+    let mut buf = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            Gateway::error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                &format!("the request body could not be read: {e}"),
+            )
+        })?;
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        let held = first.as_ref().map_or(0, Bytes::len) + buf.len();
+        if held + data.len() > MAX_V1_BODY_BYTES {
+            drain(body).await;
+            return Err(too_large());
+        }
+        // A body in one chunk (the common case) is kept without a copy.
+        match first.take() {
+            None if buf.is_empty() => first = Some(data),
+            None => buf.extend_from_slice(&data),
+            Some(f) => {
+                buf.extend_from_slice(&f);
+                buf.extend_from_slice(&data);
+            }
+        }
     }
+    Ok(first.unwrap_or_else(|| buf.freeze()))
+}
+
+/// Reads and drops what the client still sends of a refused body, within
+/// [`DRAIN_MAX_BYTES`] and [`DRAIN_MAX_TIME`].
+async fn drain(mut body: Body) {
+    let mut read = 0u64;
+    let _ = tokio::time::timeout(DRAIN_MAX_TIME, async {
+        while let Some(Ok(frame)) = body.frame().await {
+            read += frame.data_ref().map_or(0, |d| d.len() as u64);
+            if read > DRAIN_MAX_BYTES {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 /// A fresh request id: a random UUID, as tower-http's `MakeRequestUuid` makes.

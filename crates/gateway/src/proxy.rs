@@ -362,14 +362,7 @@ impl Gateway {
             let request = match self.build_request(u, endpoint, head, body) {
                 Ok(r) => r,
                 Err(Unsendable::BadUrl(msg)) => {
-                    u.state.report(
-                        Outcome::Failed,
-                        self.inner.health.now_ms(),
-                        None,
-                        None,
-                        Some(&msg),
-                    );
-                    last = Some((Failure::Connect(msg), u));
+                    last = Some((self.unreachable(u, msg), u));
                     continue;
                 }
                 Err(Unsendable::Refused(refusal)) => {
@@ -401,17 +394,7 @@ impl Gateway {
                     );
                     last = Some((Failure::Timeout, u));
                 }
-                Ok(Err(e)) => {
-                    let msg = e.to_string();
-                    u.state.report(
-                        Outcome::Failed,
-                        self.inner.health.now_ms(),
-                        None,
-                        None,
-                        Some(&msg),
-                    );
-                    last = Some((Failure::Connect(msg), u));
-                }
+                Ok(Err(e)) => last = Some((self.unreachable(u, e.to_string()), u)),
                 Ok(Ok(resp)) => {
                     let status = resp.status();
                     if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
@@ -451,6 +434,18 @@ impl Gateway {
             }
         }
         self.all_failed(last, meter)
+    }
+
+    /// An attempt that reached no upstream: the breaker hears of it.
+    fn unreachable(&self, u: &LiveUpstream, msg: String) -> Failure {
+        u.state.report(
+            Outcome::Failed,
+            self.inner.health.now_ms(),
+            None,
+            None,
+            Some(&msg),
+        );
+        Failure::Connect(msg)
     }
 
     /// The request for upstream `u` in its wire format.
