@@ -18,10 +18,9 @@ use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderName, HeaderValue, Method, Request, StatusCode};
 use axum::response::Response;
 use axum::Router;
-use bytes::BytesMut;
 use http_body_util::BodyExt;
 
-use modelplane_gateway::{Endpoint, Gateway};
+use modelplane_gateway::{collect_bounded, Collected, Endpoint, Gateway};
 
 use crate::metrics::{method_label, HttpLabels};
 use crate::state::AppState;
@@ -148,35 +147,18 @@ async fn read_body(headers: &axum::http::HeaderMap, mut body: Body) -> Result<By
         drain(body).await;
         return Err(too_large());
     }
-    let mut first: Option<Bytes> = None;
-    let mut buf = BytesMut::new();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| {
-            Gateway::error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                &format!("the request body could not be read: {e}"),
-            )
-        })?;
-        let Ok(data) = frame.into_data() else {
-            continue; // trailers
-        };
-        let held = first.as_ref().map_or(0, Bytes::len) + buf.len();
-        if held + data.len() > MAX_V1_BODY_BYTES {
+    match collect_bounded(&mut body, MAX_V1_BODY_BYTES).await {
+        Collected::Whole(bytes) => Ok(bytes),
+        Collected::TooLarge => {
             drain(body).await;
-            return Err(too_large());
+            Err(too_large())
         }
-        // A body in one chunk (the common case) is kept without a copy.
-        match first.take() {
-            None if buf.is_empty() => first = Some(data),
-            None => buf.extend_from_slice(&data),
-            Some(f) => {
-                buf.extend_from_slice(&f);
-                buf.extend_from_slice(&data);
-            }
-        }
+        Collected::Broken(e) => Err(Gateway::error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            &format!("the request body could not be read: {e}"),
+        )),
     }
-    Ok(first.unwrap_or_else(|| buf.freeze()))
 }
 
 /// Reads and drops what the client still sends of a refused body, within

@@ -6,7 +6,7 @@
 //! retries itself, sends the URL it parsed when the route was loaded and the
 //! headers it chose. Going through them cost a proxied request a URL parse
 //! (with IDNA), a header-map merge and four boxed futures; side by side on
-//! the gateway bench this client took about a fifth less CPU per request.
+//! the gateway bench this client took about a sixth less CPU per request.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -76,25 +76,40 @@ impl std::fmt::Display for SendError {
     }
 }
 
-/// Reads an answer's body whole, refusing one past `max` bytes.
-pub(crate) async fn read_bounded(resp: UpstreamResponse, max: usize) -> Result<Bytes, String> {
-    let too_large = || format!("the upstream answer exceeds {max} bytes");
-    let mut body = resp.into_body();
+/// A body read whole, or why not.
+pub enum Collected {
+    Whole(Bytes),
+    /// Past the bound: what came after it is left unread in the body.
+    TooLarge,
+    /// The body broke off (the error's text).
+    Broken(String),
+}
+
+/// Reads `body` to its end, at most `max` bytes of data; trailers are
+/// skipped. A body that arrives in one chunk (the common case) is kept
+/// without a copy.
+pub async fn collect_bounded<B>(body: &mut B, max: usize) -> Collected
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
     if body.size_hint().lower() > max as u64 {
-        return Err(too_large());
+        return Collected::TooLarge;
     }
     let mut first: Option<Bytes> = None;
     let mut buf = BytesMut::new();
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| format!("the upstream answer broke off: {e}"))?;
+        let frame = match frame {
+            Ok(frame) => frame,
+            Err(e) => return Collected::Broken(e.to_string()),
+        };
         let Ok(data) = frame.into_data() else {
             continue; // trailers
         };
         let held = first.as_ref().map_or(0, Bytes::len) + buf.len();
         if held + data.len() > max {
-            return Err(too_large());
+            return Collected::TooLarge;
         }
-        // The common case of a single chunk is kept without a copy.
         match first.take() {
             None if buf.is_empty() => first = Some(data),
             None => buf.extend_from_slice(&data),
@@ -104,5 +119,14 @@ pub(crate) async fn read_bounded(resp: UpstreamResponse, max: usize) -> Result<B
             }
         }
     }
-    Ok(first.unwrap_or_else(|| buf.freeze()))
+    Collected::Whole(first.unwrap_or_else(|| buf.freeze()))
+}
+
+/// Reads an answer's body whole, refusing one past `max` bytes.
+pub(crate) async fn read_bounded(resp: UpstreamResponse, max: usize) -> Result<Bytes, String> {
+    match collect_bounded(&mut resp.into_body(), max).await {
+        Collected::Whole(body) => Ok(body),
+        Collected::TooLarge => Err(format!("the upstream answer exceeds {max} bytes")),
+        Collected::Broken(e) => Err(format!("the upstream answer broke off: {e}")),
+    }
 }

@@ -9,6 +9,7 @@
 //! only when a cache entry is cold.
 
 mod client;
+pub use client::{collect_bounded, Collected};
 mod governance;
 pub mod health;
 mod limits;
