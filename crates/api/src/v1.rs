@@ -89,7 +89,7 @@ pub async fn serve(state: &AppState, req: Request<Body>) -> Response {
             (route, state.gateway.list_models(&parts.headers).await)
         }
         Some((Target::Call(endpoint), route)) if parts.method == Method::POST => {
-            let response = match read_body(&parts.headers, body).await {
+            let response = match read_body(body).await {
                 Ok(body) => state.gateway.handle(&parts.headers, endpoint, body).await,
                 Err(refusal) => refusal,
             };
@@ -131,7 +131,7 @@ const DRAIN_MAX_TIME: Duration = Duration::from_secs(10);
 
 /// The request body, whole and at most [`MAX_V1_BODY_BYTES`]; else the
 /// OpenAI-shaped refusal (413 too large, 400 unreadable).
-async fn read_body(headers: &axum::http::HeaderMap, mut body: Body) -> Result<Bytes, Response> {
+async fn read_body(mut body: Body) -> Result<Bytes, Response> {
     let too_large = || {
         Gateway::error(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -139,14 +139,7 @@ async fn read_body(headers: &axum::http::HeaderMap, mut body: Body) -> Result<By
             &format!("the request body exceeds {MAX_V1_BODY_BYTES} bytes"),
         )
     };
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_V1_BODY_BYTES as u64) {
-        drain(body).await;
-        return Err(too_large());
-    }
+    // A declared `content-length` past the bound is refused before reading.
     match collect_bounded(&mut body, MAX_V1_BODY_BYTES).await {
         Collected::Whole(bytes) => Ok(bytes),
         Collected::TooLarge => {

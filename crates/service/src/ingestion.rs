@@ -872,11 +872,11 @@ async fn list_and_compare(
             let page = sink.first_seen(page);
             let lookup = sink.lookup(&page);
             if let Some((before, stored)) = pending.replace((page, lookup)) {
-                sink.spool_changed(before, stored.await?)?;
+                sink.spool_changed(before, stored.states().await?)?;
             }
         }
         if let Some((last, stored)) = pending {
-            sink.spool_changed(last, stored.await?)?;
+            sink.spool_changed(last, stored.states().await?)?;
         }
         Ok::<_, SourceError>(sink)
     }));
@@ -907,18 +907,14 @@ struct Hashed {
 /// The stored states of one page's records, being read.
 struct Lookup(AbortOnDropHandle<std::result::Result<HashMap<String, ListingState>, SourceError>>);
 
-impl std::future::IntoFuture for Lookup {
-    type Output = std::result::Result<HashMap<String, ListingState>, SourceError>;
-    type IntoFuture = futures::future::BoxFuture<'static, Self::Output>;
-
-    fn into_future(self) -> Self::IntoFuture {
-        Box::pin(async move {
-            match self.0.await {
-                Ok(states) => states,
-                Err(join) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
-                Err(join) => Err(SourceError::Sink(format!("the lookup stopped: {join}"))),
-            }
-        })
+impl Lookup {
+    /// The states, once read.
+    async fn states(self) -> std::result::Result<HashMap<String, ListingState>, SourceError> {
+        match self.0.await {
+            Ok(states) => states,
+            Err(join) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
+            Err(join) => Err(SourceError::Sink(format!("the lookup stopped: {join}"))),
+        }
     }
 }
 
