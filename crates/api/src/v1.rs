@@ -12,12 +12,16 @@
 
 use std::borrow::Cow;
 use std::convert::Infallible;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderName, HeaderValue, Method, Request, StatusCode};
 use axum::response::Response;
 use axum::Router;
+use futures::FutureExt;
 use http_body_util::BodyExt;
 
 use modelplane_gateway::{collect_bounded, Collected, Endpoint, Gateway};
@@ -72,9 +76,28 @@ pub async fn serve(state: &AppState, req: Request<Body>) -> Response {
         .get(&REQUEST_ID)
         .cloned()
         .unwrap_or_else(new_request_id);
-    let (route, mut response) = match target(parts.uri.path()) {
+    let route_of_path = target(parts.uri.path()).map_or(UNKNOWN_ROUTE, |(_, route)| route);
+    let (route, mut response) = caught(answer(state, &parts, body), route_of_path).await;
+    response.headers_mut().insert(REQUEST_ID, request_id);
+    state.metrics.observe(
+        HttpLabels {
+            method: method_label(&parts.method),
+            route: Cow::Borrowed(route),
+            status: response.status().as_u16(),
+        },
+        started.elapsed().as_secs_f64(),
+    );
+    response
+}
+
+/// The metrics label of a path that is none of the four.
+const UNKNOWN_ROUTE: &str = "/v1/{*rest}";
+
+/// The answer to one `/v1` request and its metrics label.
+async fn answer(state: &AppState, parts: &Parts, body: Body) -> (&'static str, Response) {
+    match target(parts.uri.path()) {
         None => (
-            "/v1/{*rest}",
+            UNKNOWN_ROUTE,
             Gateway::error(
                 StatusCode::NOT_FOUND,
                 "unknown_url",
@@ -110,17 +133,35 @@ pub async fn serve(state: &AppState, req: Request<Body>) -> Response {
                 .insert(header::ALLOW, HeaderValue::from_static(allowed));
             (route, response)
         }
-    };
-    response.headers_mut().insert(REQUEST_ID, request_id);
-    state.metrics.observe(
-        HttpLabels {
-            method: method_label(&parts.method),
-            route: Cow::Borrowed(route),
-            status: response.status().as_u16(),
-        },
-        started.elapsed().as_secs_f64(),
-    );
-    response
+    }
+}
+
+/// `answer`, or an OpenAI-shaped 500 should it panic: the client gets an
+/// answer it understands (the admin API's router has its own catcher)
+/// instead of a dropped connection, and the panic is logged.
+async fn caught<F>(answer: F, route: &'static str) -> (&'static str, Response)
+where
+    F: Future<Output = (&'static str, Response)>,
+{
+    match AssertUnwindSafe(answer).catch_unwind().await {
+        Ok(answered) => answered,
+        Err(panic) => {
+            let detail = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("unknown panic");
+            tracing::error!(panic = detail, route, "a /v1 request panicked");
+            (
+                route,
+                Gateway::error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal_error",
+                    "internal error; see the server log",
+                ),
+            )
+        }
+    }
 }
 
 /// How much more of a refused body is read and dropped, at most, so that a
@@ -206,5 +247,37 @@ mod tests {
         let id = new_request_id();
         let text = id.to_str().expect("ascii");
         assert!(uuid::Uuid::parse_str(text).is_ok(), "{text}");
+    }
+
+    #[test]
+    fn a_panicking_answer_becomes_an_openai_shaped_500_under_its_route() {
+        let panicking = async {
+            if target("/v1/models").is_some() {
+                panic!("boom");
+            }
+            (
+                "/v1/models",
+                Gateway::error(StatusCode::OK, "unreached", ""),
+            )
+        };
+        let (route, response) = futures::executor::block_on(caught(panicking, "/v1/models"));
+        assert_eq!(route, "/v1/models");
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = futures::executor::block_on(response.into_body().collect())
+            .expect("body")
+            .to_bytes();
+        let body: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(body["error"]["type"], "server_error", "{body}");
+        assert_eq!(body["error"]["code"], "internal_error", "{body}");
+
+        let fine = async {
+            (
+                "/v1/embeddings",
+                Gateway::error(StatusCode::NOT_FOUND, "x", "y"),
+            )
+        };
+        let (route, response) = futures::executor::block_on(caught(fine, UNKNOWN_ROUTE));
+        assert_eq!(route, "/v1/embeddings");
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
     }
 }

@@ -342,7 +342,10 @@ impl Config {
                 }
                 config.base_url = Some(url);
             }
-            config.api_key = file.api_key.map(|k| k.expose_secret().to_owned());
+            config.api_key = file
+                .api_key
+                .map(|k| checked_key(&format!("sources.{name}.api_key"), k.expose_secret()))
+                .transpose()?;
             if let Some(enabled) = file.enabled {
                 config.enabled = enabled;
             }
@@ -425,7 +428,13 @@ impl Config {
                 known.slug.to_owned(),
                 ProviderSettings {
                     base_url,
-                    api_key: file.api_key.as_ref().map(|k| k.expose_secret().to_owned()),
+                    api_key: file
+                        .api_key
+                        .as_ref()
+                        .map(|k| {
+                            checked_key(&format!("providers.{name}.api_key"), k.expose_secret())
+                        })
+                        .transpose()?,
                     probe_model: file.probe_model.clone(),
                 },
             );
@@ -540,6 +549,20 @@ impl Config {
     }
 }
 
+/// A configured credential as sent in a request header: one that cannot be
+/// (empty, or with a line break or other control character, as a key read
+/// from a file with its trailing newline has) is refused at start-up, named
+/// by its setting and never echoed, rather than leaving requests to go out
+/// without it.
+fn checked_key(setting: &str, key: &str) -> Result<String, ConfigError> {
+    if key.is_empty() || key.chars().any(char::is_control) {
+        return Err(ConfigError::Sources(format!(
+            "{setting} must be non-empty and free of line breaks and other control characters"
+        )));
+    }
+    Ok(key.to_owned())
+}
+
 #[cfg(test)]
 #[expect(
     clippy::result_large_err,
@@ -599,6 +622,52 @@ mod tests {
                 .expect_err("unknown env key must fail")
                 .to_string();
             assert!(err.contains("databse_url"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_configured_key_with_a_line_break_is_refused_by_setting_without_echoing_it() {
+        // (The environment's values reach figment trimmed; a file's string
+        // keeps what its escapes say.)
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "mp.toml",
+                "[providers.openai]\napi_key = \"sk-secret-value\\n\"\n",
+            )?;
+            let err = Config::load(Some(Path::new("mp.toml")), FlagOverrides::default())
+                .and_then(|cfg| cfg.gateway_settings())
+                .err()
+                .expect("a provider key with a newline must be refused")
+                .to_string();
+            assert!(err.contains("providers.openai.api_key"), "{err}");
+            assert!(!err.contains("sk-secret"), "{err}");
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "mp.toml",
+                "[sources.openai-api]\napi_key = \"sk-other-secret\\r\\n\"\n",
+            )?;
+            let err = Config::load(Some(Path::new("mp.toml")), FlagOverrides::default())
+                .and_then(|cfg| cfg.ingestion_settings())
+                .err()
+                .expect("a source key with a newline must be refused")
+                .to_string();
+            assert!(err.contains("sources.openai-api.api_key"), "{err}");
+            assert!(!err.contains("sk-other"), "{err}");
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("MODELPLANE_PROVIDERS__OPENAI__API_KEY", "sk-fine");
+            jail.set_env("MODELPLANE_SOURCES__OPENAI_API__API_KEY", "sk-fine-too");
+            let cfg = Config::load(None, FlagOverrides::default()).map_err(|e| e.to_string())?;
+            let gateway = cfg.gateway_settings().map_err(|e| e.to_string())?;
+            assert_eq!(
+                gateway.providers["openai"].api_key.as_deref(),
+                Some("sk-fine")
+            );
+            assert!(cfg.ingestion_settings().is_ok());
             Ok(())
         });
     }
