@@ -635,11 +635,12 @@ mod tests {
                 "mp.toml",
                 "[providers.openai]\napi_key = \"sk-secret-value\\n\"\n",
             )?;
-            let err = Config::load(Some(Path::new("mp.toml")), FlagOverrides::default())
+            let Err(err) = Config::load(Some(Path::new("mp.toml")), FlagOverrides::default())
                 .and_then(|cfg| cfg.gateway_settings())
-                .err()
-                .expect("a provider key with a newline must be refused")
-                .to_string();
+            else {
+                panic!("a provider key with a newline must be refused");
+            };
+            let err = err.to_string();
             assert!(err.contains("providers.openai.api_key"), "{err}");
             assert!(!err.contains("sk-secret"), "{err}");
             Ok(())
@@ -649,11 +650,12 @@ mod tests {
                 "mp.toml",
                 "[sources.openai-api]\napi_key = \"sk-other-secret\\r\\n\"\n",
             )?;
-            let err = Config::load(Some(Path::new("mp.toml")), FlagOverrides::default())
+            let Err(err) = Config::load(Some(Path::new("mp.toml")), FlagOverrides::default())
                 .and_then(|cfg| cfg.ingestion_settings())
-                .err()
-                .expect("a source key with a newline must be refused")
-                .to_string();
+            else {
+                panic!("a source key with a newline must be refused");
+            };
+            let err = err.to_string();
             assert!(err.contains("sources.openai-api.api_key"), "{err}");
             assert!(!err.contains("sk-other"), "{err}");
             Ok(())
