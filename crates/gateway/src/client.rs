@@ -18,6 +18,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
+use crate::spin::{await_answer, InFlight};
+
 /// A request to an upstream, its body whole.
 pub(crate) type UpstreamRequest = http::Request<Full<Bytes>>;
 /// An upstream's answer, its body still arriving.
@@ -27,6 +29,9 @@ pub(crate) type UpstreamResponse = http::Response<Incoming>;
 #[derive(Clone)]
 pub(crate) struct UpstreamClient {
     inner: Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>,
+    /// Requests awaiting an answer through this client, where it is an
+    /// event loop's own (whose waits may spin, see `spin`); else None.
+    in_flight: Option<Arc<InFlight>>,
 }
 
 impl UpstreamClient {
@@ -49,12 +54,39 @@ impl UpstreamClient {
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(1024)
             .build(https);
-        UpstreamClient { inner }
+        UpstreamClient {
+            inner,
+            in_flight: None,
+        }
+    }
+
+    /// An event loop's own client, all of whose requests are awaited on
+    /// that loop: a wait for a fast upstream may spin (see `spin`).
+    pub fn for_event_loop() -> UpstreamClient {
+        UpstreamClient {
+            in_flight: Some(Arc::default()),
+            ..UpstreamClient::new()
+        }
     }
 
     /// Sends a request; the answer's head, or why none came.
     pub async fn send(&self, req: UpstreamRequest) -> Result<UpstreamResponse, SendError> {
         self.inner.request(req).await.map_err(SendError)
+    }
+
+    /// [`send`](Self::send), spinning for up to `spin` (an upstream's
+    /// `AnswerTime::spin_window`) on an event loop's own client.
+    pub async fn send_spinning(
+        &self,
+        req: UpstreamRequest,
+        spin: Option<Duration>,
+    ) -> Result<UpstreamResponse, SendError> {
+        match &self.in_flight {
+            Some(in_flight) => await_answer(self.inner.request(req), in_flight, spin)
+                .await
+                .map_err(SendError),
+            None => self.send(req).await,
+        }
     }
 }
 

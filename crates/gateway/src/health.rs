@@ -10,6 +10,8 @@ use chrono::{DateTime, Utc};
 use modelplane_domain::breaker::{Breaker, CircuitState};
 use serde::Serialize;
 
+use crate::spin::AnswerTime;
+
 /// Failures in a row that open a circuit.
 pub const FAILURE_THRESHOLD: u32 = 5;
 /// How long an open circuit keeps traffic away before a trial request.
@@ -53,6 +55,8 @@ pub struct UpstreamState {
     pub base_url: String,
     breaker: Mutex<Breaker>,
     stats: Mutex<Stats>,
+    /// Live traffic's time to an answer, for the event loops' spin.
+    pub(crate) answer_time: AnswerTime,
 }
 
 /// What an attempt ended as, for the breaker.
@@ -81,6 +85,7 @@ impl UpstreamState {
                 last_error_at: None,
                 last_check: None,
             }),
+            answer_time: AnswerTime::default(),
         }
     }
 

@@ -17,6 +17,7 @@ mod probe;
 pub mod providers;
 mod proxy;
 mod routing;
+mod spin;
 pub mod usage;
 
 use std::collections::HashMap;
@@ -167,7 +168,10 @@ impl Gateway {
     /// The calling thread's own upstream client, else the shared one.
     fn upstream_client(&self) -> client::UpstreamClient {
         if OWNS_CLIENT.with(std::cell::Cell::get) {
-            OWN_CLIENT.with(|c| c.get_or_init(client::UpstreamClient::new).clone())
+            OWN_CLIENT.with(|c| {
+                c.get_or_init(client::UpstreamClient::for_event_loop)
+                    .clone()
+            })
         } else {
             self.inner
                 .upstream

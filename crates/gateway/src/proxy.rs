@@ -380,9 +380,15 @@ impl Gateway {
             meter.price = facts.get(index).and_then(|f| f.pricing.clone());
             meter.awaiting_upstream = true;
             let client = self.upstream_client();
-            let result = tokio::time::timeout(route.timeout, client.send(request)).await;
+            let spin = u.state.answer_time.spin_window();
+            let result =
+                tokio::time::timeout(route.timeout, client.send_spinning(request, spin)).await;
             meter.awaiting_upstream = false;
-            let latency = sent.elapsed().as_secs_f64() * 1000.0;
+            let took = sent.elapsed();
+            if matches!(result, Ok(Ok(_))) {
+                u.state.answer_time.observe(took);
+            }
+            let latency = took.as_secs_f64() * 1000.0;
             match result {
                 Err(_) => {
                     u.state.report(
