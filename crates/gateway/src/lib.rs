@@ -17,7 +17,7 @@ mod probe;
 pub mod providers;
 mod proxy;
 mod routing;
-mod spin;
+pub mod spin;
 pub mod usage;
 
 use std::collections::HashMap;

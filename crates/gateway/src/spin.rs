@@ -22,12 +22,12 @@ use std::time::{Duration, Instant};
 
 /// The longest wait spun through; an upstream whose answers take longer
 /// on average is awaited parked.
-pub(crate) const SPIN_MAX: Duration = Duration::from_micros(250);
+pub const SPIN_MAX: Duration = Duration::from_micros(250);
 
 /// An upstream's moving average time to its answer's head, in
 /// microseconds (0: no answer yet), readable without a lock.
 #[derive(Debug, Default)]
-pub(crate) struct AnswerTime(AtomicU32);
+pub struct AnswerTime(AtomicU32);
 
 impl AnswerTime {
     /// Adds one answer's time to the average (a fifth of the new figure;
@@ -50,6 +50,14 @@ impl AnswerTime {
         let avg = Duration::from_micros(u64::from(self.0.load(Ordering::Relaxed)));
         (!avg.is_zero() && avg <= SPIN_MAX).then(|| (avg * 2).min(SPIN_MAX))
     }
+}
+
+/// Has the task of `cx` polled again after the loop's next zero-timeout
+/// poll of its sockets, rather than parked until one is ready (Tokio's
+/// `yield_now` deferral; outside a Tokio runtime, a plain wake).
+pub fn take_a_turn(cx: &mut std::task::Context<'_>) {
+    let mut turn = pin!(tokio::task::yield_now());
+    let _ = turn.as_mut().poll(cx);
 }
 
 /// Upstream requests in flight on one event loop's client.
@@ -95,10 +103,7 @@ pub(crate) async fn await_answer<F: Future>(
         if polled.is_pending() && spinning {
             spinning = counted.alone() && Instant::now() < until;
             if spinning {
-                // Woken again after the loop's next zero-timeout poll of
-                // its sockets, rather than parked until one is ready.
-                let mut turn = pin!(tokio::task::yield_now());
-                let _ = turn.as_mut().poll(cx);
+                take_a_turn(cx);
             }
         }
         polled

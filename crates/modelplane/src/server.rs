@@ -20,8 +20,10 @@
 //! are driven by its runtime.
 
 use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -34,6 +36,8 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use modelplane_api::error::{ApiError, ErrorCode};
 use modelplane_api::AppState;
+use modelplane_gateway::spin::{take_a_turn, AnswerTime};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot};
@@ -102,6 +106,7 @@ impl EventLoops {
                 open: open.clone(),
                 app: app.clone(),
                 state: state.clone(),
+                answering: Arc::default(),
                 shared: shared.clone(),
             };
             let on_start = on_start.clone();
@@ -215,6 +220,8 @@ struct LaneLoop {
     app: Router,
     /// What `/v1` requests are served with (`modelplane_api::v1::serve`).
     state: Arc<AppState>,
+    /// Requests on this loop whose answer head is not out yet.
+    answering: Arc<AtomicUsize>,
     shared: Handle,
 }
 
@@ -237,9 +244,11 @@ impl LaneLoop {
             let app = self.app.clone();
             let state = self.state.clone();
             let shared = self.shared.clone();
+            let answering = self.answering.clone();
             let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                dispatch(&app, &state, &shared, req.map(Body::new))
+                dispatch(&app, &state, &shared, &answering, req.map(Body::new))
             });
+            let stream = SpinningStream::new(stream, self.answering.clone());
             let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
             let open = self.open.clone();
             tokio::spawn(async move {
@@ -258,10 +267,21 @@ type Answer =
 
 /// Runs a request here (the gateway, straight to `v1::serve` without the
 /// router) or on the shared runtime (the rest).
-fn dispatch(app: &Router, state: &Arc<AppState>, shared: &Handle, req: Request<Body>) -> Answer {
+fn dispatch(
+    app: &Router,
+    state: &Arc<AppState>,
+    shared: &Handle,
+    answering: &Arc<AtomicUsize>,
+    req: Request<Body>,
+) -> Answer {
     if served_on_loop(req.uri().path()) {
         let state = state.clone();
-        return Box::pin(async move { Ok(modelplane_api::v1::serve(&state, req).await) });
+        let answering = Answering::new(answering);
+        return Box::pin(async move {
+            let answer = modelplane_api::v1::serve(&state, req).await;
+            drop(answering);
+            Ok(answer)
+        });
     }
     let answer = shared.spawn(app.clone().oneshot(req));
     Box::pin(async move {
@@ -280,6 +300,118 @@ fn dispatch(app: &Router, state: &Arc<AppState>, shared: &Handle, req: Request<B
     })
 }
 
+/// Counts a request on its loop until its answer head is out (or it is
+/// dropped unanswered).
+struct Answering(Arc<AtomicUsize>);
+
+impl Answering {
+    fn new(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Answering(count.clone())
+    }
+}
+
+impl Drop for Answering {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A connection that, between requests, may wait for the next one spinning
+/// rather than parked: when its client has sent each request within
+/// `SPIN_MAX` of the answer before (its moving average gap), and no
+/// request on the loop is being answered, a read that finds nothing keeps
+/// the loop polling its sockets (`spin::take_a_turn`) until twice that gap
+/// has passed since the answer went out. On a VM the wake-up of a parked
+/// vCPU cost more than such a client takes to send its next request; a
+/// client that pauses between requests (nearly all of them) has a long
+/// average gap and is never spun for, and a loop busy answering never
+/// spins.
+struct SpinningStream {
+    inner: tokio::net::TcpStream,
+    /// When the last answer bytes went out, until the next request's arrive.
+    answered_at: Option<std::time::Instant>,
+    gap: AnswerTime,
+    answering: Arc<AtomicUsize>,
+}
+
+impl SpinningStream {
+    fn new(inner: tokio::net::TcpStream, answering: Arc<AtomicUsize>) -> Self {
+        SpinningStream {
+            inner,
+            answered_at: None,
+            gap: AnswerTime::default(),
+            answering,
+        }
+    }
+}
+
+impl AsyncRead for SpinningStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        match &polled {
+            Poll::Ready(Ok(())) if buf.filled().len() > before => {
+                if let Some(at) = self.answered_at.take() {
+                    self.gap.observe(at.elapsed());
+                }
+            }
+            Poll::Pending => {
+                let due = self.answered_at.zip(self.gap.spin_window());
+                if let Some((at, window)) = due {
+                    if at.elapsed() < window && self.answering.load(Ordering::Relaxed) == 0 {
+                        take_a_turn(cx);
+                    }
+                }
+            }
+            Poll::Ready(_) => {}
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for SpinningStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            self.answered_at = Some(std::time::Instant::now());
+        }
+        polled
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            self.answered_at = Some(std::time::Instant::now());
+        }
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -293,5 +425,58 @@ mod tests {
         assert!(!served_on_loop("/api/v1/models"));
         assert!(!served_on_loop("/healthz"));
         assert!(!served_on_loop("/"));
+    }
+
+    /// A served connection and its client, and how often a read on the
+    /// served side was polled until `ping` arrived from the client, sent
+    /// `after` its answer.
+    async fn polls_until_next_request(gap: Duration, answering: usize) -> usize {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let mut client = tokio::net::TcpStream::connect(listener.local_addr().expect("addr"))
+            .await
+            .expect("connect");
+        let (served, _) = listener.accept().await.expect("accept");
+        let count = Arc::new(AtomicUsize::new(answering));
+        let mut served = SpinningStream::new(served, count);
+        // The client's history: requests `gap` after each answer.
+        served.gap.observe(gap);
+        served.write_all(b"answer").await.expect("answer");
+        let sender = tokio::spawn(async move {
+            let mut answer = [0u8; 6];
+            client.read_exact(&mut answer).await.expect("read answer");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            client.write_all(b"ping").await.expect("next request");
+            client
+        });
+        let mut polls = 0usize;
+        let mut buf = [0u8; 4];
+        std::future::poll_fn(|cx| {
+            polls += 1;
+            let mut read = ReadBuf::new(&mut buf);
+            Pin::new(&mut served).poll_read(cx, &mut read)
+        })
+        .await
+        .expect("next request");
+        drop(sender.await.expect("client"));
+        polls
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn an_idle_loop_keeps_polling_for_a_client_that_sends_its_next_request_at_once() {
+        let polls = polls_until_next_request(Duration::from_micros(100), 0).await;
+        assert!(polls > 2, "spun: {polls} polls");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_client_that_pauses_between_requests_is_awaited_parked() {
+        let polls = polls_until_next_request(Duration::from_millis(5), 0).await;
+        assert_eq!(polls, 2, "polled, then woken once");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_loop_busy_answering_another_request_does_not_spin() {
+        let polls = polls_until_next_request(Duration::from_micros(100), 1).await;
+        assert_eq!(polls, 2, "polled, then woken once");
     }
 }
