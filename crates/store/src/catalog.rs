@@ -9,8 +9,8 @@ use sqlx::{Any, Connection, Row, Transaction};
 use uuid::Uuid;
 
 use modelplane_domain::catalog::{
-    filter_token, Alias, CatalogChange, CatalogModel, ChangeAction, FieldChange, FilterKind,
-    Lifecycle, ModelFacts, Provenance, Provider, Source,
+    filter_token, Alias, CatalogChange, CatalogModel, ChangeAction, FieldChange, FieldOrigin,
+    FilterKind, Lifecycle, ModelFacts, Provenance, Provider, Source,
 };
 use modelplane_domain::page::Page;
 use modelplane_domain::search;
@@ -139,8 +139,7 @@ const LAST_SEEN: &str = "(SELECT MAX(s.last_success_at) FROM catalog_listings l 
 fn from_row(row: &AnyRow) -> Result<CatalogModel> {
     let facts: ModelFacts = serde_json::from_str(&rows::text(row, "facts")?)
         .map_err(|e| StoreError::Corrupt(format!("catalog facts: {e}")))?;
-    let provenance: Provenance = serde_json::from_str(&rows::text(row, "provenance")?)
-        .map_err(|e| StoreError::Corrupt(format!("catalog provenance: {e}")))?;
+    let provenance = parse_provenance(&rows::text(row, "provenance")?)?;
     let mut last_seen_at = rows::time(row, "last_seen_at")?;
     if let Ok(Some(since)) = row.try_get::<Option<i64>, _>("seen_since") {
         last_seen_at = last_seen_at.max(modelplane_domain::time::from_micros(since));
@@ -156,6 +155,59 @@ fn from_row(row: &AnyRow) -> Result<CatalogModel> {
         last_seen_at,
         updated_at: rows::time(row, "updated_at")?,
     })
+}
+
+/// A model's provenance as stored: the fields grouped by who set them and
+/// when, `[[source, at (µs since the epoch), [field, …]], …]`. A source
+/// sets a record's fields at one time, so a Hub model's eleven fields are
+/// one group: about 150 bytes where the field → `{source, at}` map took
+/// about 670, a third of each catalog row and of its write-ahead log. A
+/// provenance with a time finer than storage's microseconds (none is made
+/// so) keeps the map, which [`parse_provenance`] reads as well, as it
+/// reads rows written before.
+fn provenance_text(provenance: &Provenance) -> Result<String> {
+    let exact = provenance
+        .values()
+        .all(|o| o.at.timestamp_subsec_nanos() % 1_000 == 0);
+    if !exact {
+        return json(provenance, "provenance");
+    }
+    let mut groups: BTreeMap<(&str, i64), Vec<&str>> = BTreeMap::new();
+    for (field, origin) in provenance {
+        groups
+            .entry((origin.source.as_str(), micros(&origin.at)))
+            .or_default()
+            .push(field.as_str());
+    }
+    let groups: Vec<(&str, i64, Vec<&str>)> = groups
+        .into_iter()
+        .map(|((source, at), fields)| (source, at, fields))
+        .collect();
+    json(&groups, "provenance")
+}
+
+/// Reads what [`provenance_text`] wrote, or the field → origin map of
+/// earlier rows.
+fn parse_provenance(text: &str) -> Result<Provenance> {
+    let corrupt = |e: serde_json::Error| StoreError::Corrupt(format!("catalog provenance: {e}"));
+    if !text.trim_start().starts_with('[') {
+        return serde_json::from_str(text).map_err(corrupt);
+    }
+    let groups: Vec<(String, i64, Vec<String>)> = serde_json::from_str(text).map_err(corrupt)?;
+    let mut provenance = Provenance::new();
+    for (source, at, fields) in groups {
+        let at = modelplane_domain::time::from_micros(at);
+        for field in fields {
+            provenance.insert(
+                field,
+                FieldOrigin {
+                    source: source.clone(),
+                    at,
+                },
+            );
+        }
+    }
+    Ok(provenance)
 }
 
 fn seq_and_model(row: &AnyRow) -> Result<(i64, CatalogModel)> {
@@ -200,7 +252,7 @@ fn push_model_values(sql: &mut Sql, m: &CatalogModel, generation: i64) -> Result
         .push(", ")
         .bind(json(&m.facts, "facts")?)
         .push(", ")
-        .bind(json(&m.provenance, "provenance")?)
+        .bind(provenance_text(&m.provenance)?)
         .push(", ")
         .bind(i64::from(m.listed))
         .push(", ")
@@ -1595,5 +1647,61 @@ mod tests {
         );
         drop(done);
         remove_file_store(store, &path).await;
+    }
+
+    fn origin(source: &str, micros: i64) -> FieldOrigin {
+        FieldOrigin {
+            source: source.into(),
+            at: modelplane_domain::time::from_micros(micros),
+        }
+    }
+
+    #[test]
+    fn provenance_is_stored_grouped_by_source_and_time_and_reads_back_whole() {
+        let mut p = Provenance::new();
+        for field in ["context_window", "downloads", "license", "display_name"] {
+            p.insert(field.into(), origin("huggingface", 1_765_000_000_123_456));
+        }
+        p.insert("input_price".into(), origin("openrouter", 1_765_000_100_000_000));
+        p.insert("lifecycle".into(), origin("manual", 1_765_000_000_123_456));
+        let text = provenance_text(&p).expect("text");
+        assert_eq!(
+            text,
+            r#"[["huggingface",1765000000123456,["context_window","display_name","downloads","license"]],["manual",1765000000123456,["lifecycle"]],["openrouter",1765000100000000,["input_price"]]]"#
+        );
+        assert!(text.len() < serde_json::to_string(&p).expect("map").len() / 2);
+        assert_eq!(parse_provenance(&text).expect("parse"), p);
+        assert_eq!(parse_provenance("[]").expect("empty"), Provenance::new());
+    }
+
+    #[test]
+    fn provenance_written_as_a_map_still_reads_and_finer_times_keep_the_map() {
+        let mut p = Provenance::new();
+        p.insert("license".into(), origin("huggingface", 1_765_000_000_123_456));
+        let legacy = serde_json::to_string(&p).expect("map");
+        assert!(legacy.starts_with('{'));
+        assert_eq!(parse_provenance(&legacy).expect("legacy"), p);
+        let nanos = chrono::DateTime::from_timestamp(1_765_000_000, 123_456_789).expect("time");
+        p.insert(
+            "downloads".into(),
+            FieldOrigin {
+                source: "huggingface".into(),
+                at: nanos,
+            },
+        );
+        let text = provenance_text(&p).expect("text");
+        assert!(text.starts_with('{'), "{text}");
+        assert_eq!(parse_provenance(&text).expect("parse"), p);
+    }
+
+    #[test]
+    fn unreadable_provenance_is_reported_as_corrupt_not_a_panic() {
+        for text in ["[[\"x\", \"not a time\", []]]", "[1, 2]", "{\"a\": 1}", "", "[[\"x\", 9223372036854775807, [\"f\"]]]"] {
+            match parse_provenance(text) {
+                Err(StoreError::Corrupt(_)) => {}
+                Ok(p) => assert!(p.values().all(|o| o.source == "x"), "{text}"),
+                Err(e) => panic!("{text}: {e}"),
+            }
+        }
     }
 }
