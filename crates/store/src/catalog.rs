@@ -1662,7 +1662,10 @@ mod tests {
         for field in ["context_window", "downloads", "license", "display_name"] {
             p.insert(field.into(), origin("huggingface", 1_765_000_000_123_456));
         }
-        p.insert("input_price".into(), origin("openrouter", 1_765_000_100_000_000));
+        p.insert(
+            "input_price".into(),
+            origin("openrouter", 1_765_000_100_000_000),
+        );
         p.insert("lifecycle".into(), origin("manual", 1_765_000_000_123_456));
         let text = provenance_text(&p).expect("text");
         assert_eq!(
@@ -1677,7 +1680,10 @@ mod tests {
     #[test]
     fn provenance_written_as_a_map_still_reads_and_finer_times_keep_the_map() {
         let mut p = Provenance::new();
-        p.insert("license".into(), origin("huggingface", 1_765_000_000_123_456));
+        p.insert(
+            "license".into(),
+            origin("huggingface", 1_765_000_000_123_456),
+        );
         let legacy = serde_json::to_string(&p).expect("map");
         assert!(legacy.starts_with('{'));
         assert_eq!(parse_provenance(&legacy).expect("legacy"), p);
@@ -1696,7 +1702,13 @@ mod tests {
 
     #[test]
     fn unreadable_provenance_is_reported_as_corrupt_not_a_panic() {
-        for text in ["[[\"x\", \"not a time\", []]]", "[1, 2]", "{\"a\": 1}", "", "[[\"x\", 9223372036854775807, [\"f\"]]]"] {
+        for text in [
+            "[[\"x\", \"not a time\", []]]",
+            "[1, 2]",
+            "{\"a\": 1}",
+            "",
+            "[[\"x\", 9223372036854775807, [\"f\"]]]",
+        ] {
             match parse_provenance(text) {
                 Err(StoreError::Corrupt(_)) => {}
                 Ok(p) => assert!(p.values().all(|o| o.source == "x"), "{text}"),
