@@ -17,7 +17,6 @@
 use std::future::{poll_fn, Future};
 use std::pin::pin;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The longest wait spun through; an upstream whose answers take longer
@@ -88,7 +87,7 @@ impl Drop for Counted<'_> {
 /// is the only request in flight counted by `in_flight`.
 pub(crate) async fn await_answer<F: Future>(
     answer: F,
-    in_flight: &Arc<InFlight>,
+    in_flight: &InFlight,
     window: Option<Duration>,
 ) -> F::Output {
     let counted = Counted::new(in_flight);
@@ -113,6 +112,8 @@ pub(crate) async fn await_answer<F: Future>(
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
 
     #[test]

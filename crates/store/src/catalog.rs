@@ -161,7 +161,7 @@ fn from_row(row: &AnyRow) -> Result<CatalogModel> {
 /// when, `[[source, at (µs since the epoch), [field, …]], …]`. A source
 /// sets a record's fields at one time, so a Hub model's eleven fields are
 /// one group: about 150 bytes where the field → `{source, at}` map took
-/// about 670, a third of each catalog row and of its write-ahead log. A
+/// about 670, near half of such a model's row. A
 /// provenance with a time finer than storage's microseconds (none is made
 /// so) keeps the map, which [`parse_provenance`] reads as well, as it
 /// reads rows written before.
