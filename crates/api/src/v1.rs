@@ -46,6 +46,7 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// What a `/v1` path serves.
+#[derive(Clone, Copy)]
 enum Target {
     Models,
     Call(Endpoint),
@@ -76,8 +77,9 @@ pub async fn serve(state: &AppState, req: Request<Body>) -> Response {
         .get(&REQUEST_ID)
         .cloned()
         .unwrap_or_else(new_request_id);
-    let route_of_path = target(parts.uri.path()).map_or(UNKNOWN_ROUTE, |(_, route)| route);
-    let (route, mut response) = caught(answer(state, &parts, body), route_of_path).await;
+    let found = target(parts.uri.path());
+    let route = found.map_or(UNKNOWN_ROUTE, |(_, route)| route);
+    let mut response = caught(answer(state, found, &parts, body), route).await;
     response.headers_mut().insert(REQUEST_ID, request_id);
     state.metrics.observe(
         HttpLabels {
@@ -93,30 +95,31 @@ pub async fn serve(state: &AppState, req: Request<Body>) -> Response {
 /// The metrics label of a path that is none of the four.
 const UNKNOWN_ROUTE: &str = "/v1/{*rest}";
 
-/// The answer to one `/v1` request and its metrics label.
-async fn answer(state: &AppState, parts: &Parts, body: Body) -> (&'static str, Response) {
-    match target(parts.uri.path()) {
-        None => (
-            UNKNOWN_ROUTE,
-            Gateway::error(
-                StatusCode::NOT_FOUND,
-                "unknown_url",
-                &format!(
-                    "Unrecognized request URL ({}: {}).",
-                    parts.method,
-                    parts.uri.path()
-                ),
+/// The answer to one `/v1` request, whose path's [`target`] is `found`.
+async fn answer(
+    state: &AppState,
+    found: Option<(Target, &'static str)>,
+    parts: &Parts,
+    body: Body,
+) -> Response {
+    match found {
+        None => Gateway::error(
+            StatusCode::NOT_FOUND,
+            "unknown_url",
+            &format!(
+                "Unrecognized request URL ({}: {}).",
+                parts.method,
+                parts.uri.path()
             ),
         ),
-        Some((Target::Models, route)) if parts.method == Method::GET => {
-            (route, state.gateway.list_models(&parts.headers).await)
+        Some((Target::Models, _)) if parts.method == Method::GET => {
+            state.gateway.list_models(&parts.headers).await
         }
-        Some((Target::Call(endpoint), route)) if parts.method == Method::POST => {
-            let response = match read_body(body).await {
+        Some((Target::Call(endpoint), _)) if parts.method == Method::POST => {
+            match read_body(body).await {
                 Ok(body) => state.gateway.handle(&parts.headers, endpoint, body).await,
                 Err(refusal) => refusal,
-            };
-            (route, response)
+            }
         }
         Some((target, route)) => {
             let allowed = match target {
@@ -131,34 +134,27 @@ async fn answer(state: &AppState, parts: &Parts, body: Body) -> (&'static str, R
             response
                 .headers_mut()
                 .insert(header::ALLOW, HeaderValue::from_static(allowed));
-            (route, response)
+            response
         }
     }
 }
 
 /// `answer`, or an OpenAI-shaped 500 should it panic: the client gets an
 /// answer it understands (the admin API's router has its own catcher)
-/// instead of a dropped connection, and the panic is logged.
-async fn caught<F>(answer: F, route: &'static str) -> (&'static str, Response)
+/// instead of a dropped connection, and the panic is logged under `route`.
+async fn caught<F>(answer: F, route: &'static str) -> Response
 where
-    F: Future<Output = (&'static str, Response)>,
+    F: Future<Output = Response>,
 {
     match AssertUnwindSafe(answer).catch_unwind().await {
         Ok(answered) => answered,
         Err(panic) => {
-            let detail = panic
-                .downcast_ref::<String>()
-                .map(String::as_str)
-                .or_else(|| panic.downcast_ref::<&str>().copied())
-                .unwrap_or("unknown panic");
+            let detail = crate::routes::fallback::panic_detail(&*panic);
             tracing::error!(panic = detail, route, "a /v1 request panicked");
-            (
-                route,
-                Gateway::error(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal_error",
-                    "internal error; see the server log",
-                ),
+            Gateway::error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                "internal error; see the server log",
             )
         }
     }
@@ -250,18 +246,14 @@ mod tests {
     }
 
     #[test]
-    fn a_panicking_answer_becomes_an_openai_shaped_500_under_its_route() {
+    fn a_panicking_answer_becomes_an_openai_shaped_500() {
         let panicking = async {
             if target("/v1/models").is_some() {
                 panic!("boom");
             }
-            (
-                "/v1/models",
-                Gateway::error(StatusCode::OK, "unreached", ""),
-            )
+            Gateway::error(StatusCode::OK, "unreached", "")
         };
-        let (route, response) = futures::executor::block_on(caught(panicking, "/v1/models"));
-        assert_eq!(route, "/v1/models");
+        let response = futures::executor::block_on(caught(panicking, "/v1/models"));
         assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
         let body = futures::executor::block_on(response.into_body().collect())
             .expect("body")
@@ -270,14 +262,8 @@ mod tests {
         assert_eq!(body["error"]["type"], "server_error", "{body}");
         assert_eq!(body["error"]["code"], "internal_error", "{body}");
 
-        let fine = async {
-            (
-                "/v1/embeddings",
-                Gateway::error(StatusCode::NOT_FOUND, "x", "y"),
-            )
-        };
-        let (route, response) = futures::executor::block_on(caught(fine, UNKNOWN_ROUTE));
-        assert_eq!(route, "/v1/embeddings");
+        let fine = async { Gateway::error(StatusCode::NOT_FOUND, "x", "y") };
+        let response = futures::executor::block_on(caught(fine, UNKNOWN_ROUTE));
         assert_eq!(response.status(), StatusCode::NOT_FOUND);
     }
 }

@@ -75,7 +75,7 @@ impl UpstreamClient {
     }
 
     /// [`send`](Self::send), spinning for up to `spin` (an upstream's
-    /// `AnswerTime::spin_window`) on an event loop's own client.
+    /// `WaitTime::spin_window`) on an event loop's own client.
     pub async fn send_spinning(
         &self,
         req: UpstreamRequest,

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use modelplane_domain::breaker::{Breaker, CircuitState};
 use serde::Serialize;
 
-use crate::spin::AnswerTime;
+use crate::spin::WaitTime;
 
 /// Failures in a row that open a circuit.
 pub const FAILURE_THRESHOLD: u32 = 5;
@@ -56,7 +56,7 @@ pub struct UpstreamState {
     breaker: Mutex<Breaker>,
     stats: Mutex<Stats>,
     /// Live traffic's time to an answer, for the event loops' spin.
-    pub(crate) answer_time: AnswerTime,
+    pub(crate) answer_time: WaitTime,
 }
 
 /// What an attempt ended as, for the breaker.
@@ -85,7 +85,7 @@ impl UpstreamState {
                 last_error_at: None,
                 last_check: None,
             }),
-            answer_time: AnswerTime::default(),
+            answer_time: WaitTime::default(),
         }
     }
 

@@ -23,13 +23,14 @@ use std::time::{Duration, Instant};
 /// on average is awaited parked.
 pub const SPIN_MAX: Duration = Duration::from_micros(250);
 
-/// An upstream's moving average time to its answer's head, in
-/// microseconds (0: no answer yet), readable without a lock.
+/// A moving average of how long a short wait took, in microseconds (0:
+/// none yet), readable without a lock: an upstream's time to its answer's
+/// head, or a client's gap between an answer and its next request.
 #[derive(Debug, Default)]
-pub struct AnswerTime(AtomicU32);
+pub struct WaitTime(AtomicU32);
 
-impl AnswerTime {
-    /// Adds one answer's time to the average (a fifth of the new figure;
+impl WaitTime {
+    /// Adds one wait to the average (a fifth of the new figure;
     /// concurrent updates may lose one, which an average can spare).
     pub fn observe(&self, took: Duration) {
         let took = u32::try_from(took.as_micros()).unwrap_or(u32::MAX).max(1);
@@ -43,8 +44,8 @@ impl AnswerTime {
         self.0.store(next, Ordering::Relaxed);
     }
 
-    /// How long to spin for the next answer: about twice the average, for
-    /// an upstream that answers within [`SPIN_MAX`]; else none.
+    /// How long to spin for the next wait: about twice the average, where
+    /// that is within [`SPIN_MAX`]; else none.
     pub fn spin_window(&self) -> Option<Duration> {
         let avg = Duration::from_micros(u64::from(self.0.load(Ordering::Relaxed)));
         (!avg.is_zero() && avg <= SPIN_MAX).then(|| (avg * 2).min(SPIN_MAX))
@@ -118,17 +119,17 @@ mod tests {
 
     #[test]
     fn only_an_upstream_that_answers_within_the_limit_is_spun_for() {
-        let fresh = AnswerTime::default();
+        let fresh = WaitTime::default();
         assert_eq!(fresh.spin_window(), None, "no answer yet");
-        let fast = AnswerTime::default();
+        let fast = WaitTime::default();
         fast.observe(Duration::from_micros(40));
         assert_eq!(fast.spin_window(), Some(Duration::from_micros(80)));
         fast.observe(Duration::from_micros(90));
         assert_eq!(fast.spin_window(), Some(Duration::from_micros(100)));
-        let near = AnswerTime::default();
+        let near = WaitTime::default();
         near.observe(Duration::from_micros(200));
         assert_eq!(near.spin_window(), Some(SPIN_MAX));
-        let slow = AnswerTime::default();
+        let slow = WaitTime::default();
         slow.observe(Duration::from_millis(300));
         assert_eq!(slow.spin_window(), None);
         // One fast answer barely moves a slow average.

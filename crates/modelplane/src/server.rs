@@ -36,7 +36,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use modelplane_api::error::{ApiError, ErrorCode};
 use modelplane_api::AppState;
-use modelplane_gateway::spin::{take_a_turn, AnswerTime};
+use modelplane_gateway::spin::{take_a_turn, WaitTime};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::runtime::Handle;
@@ -331,7 +331,7 @@ struct SpinningStream {
     inner: tokio::net::TcpStream,
     /// When the last answer bytes went out, until the next request's arrive.
     answered_at: Option<std::time::Instant>,
-    gap: AnswerTime,
+    gap: WaitTime,
     answering: Arc<AtomicUsize>,
 }
 
@@ -340,8 +340,15 @@ impl SpinningStream {
         SpinningStream {
             inner,
             answered_at: None,
-            gap: AnswerTime::default(),
+            gap: WaitTime::default(),
             answering,
+        }
+    }
+
+    /// Notes when answer bytes went out.
+    fn wrote(&mut self, polled: &Poll<std::io::Result<usize>>) {
+        if matches!(polled, Poll::Ready(Ok(n)) if *n > 0) {
+            self.answered_at = Some(std::time::Instant::now());
         }
     }
 }
@@ -381,9 +388,7 @@ impl AsyncWrite for SpinningStream {
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
         let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            self.answered_at = Some(std::time::Instant::now());
-        }
+        self.wrote(&polled);
         polled
     }
 
@@ -393,9 +398,7 @@ impl AsyncWrite for SpinningStream {
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
         let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            self.answered_at = Some(std::time::Instant::now());
-        }
+        self.wrote(&polled);
         polled
     }
 

@@ -568,8 +568,6 @@ async fn errors_on_v1_have_openais_shape(app: TestApp) {
     assert_eq!(rows[0]["http_status"], 404);
 }
 
-/// Starts a stream through the route `slow` (an [`endless_upstream`]) and
-/// reads its first chunk.
 /// `/v1` answers its own edges in OpenAI's shape: a wrong method is 405
 /// with `Allow`, a body past 32 MiB is 413, the request id is kept (or
 /// made) and returned, and each request is counted in the metrics under
@@ -634,6 +632,8 @@ async fn v1_edges_keep_openais_shape_request_ids_and_metrics(app: TestApp) {
     }
 }
 
+/// Starts a stream through the route `slow` (an [`endless_upstream`]) and
+/// reads its first chunk.
 async fn open_slow_stream(
     client: &reqwest::Client,
     app: &TestApp,
