@@ -558,6 +558,127 @@ fn listings_statement(rows: &[ListingRow<'_>], upsert: bool) -> Result<Sql> {
     Ok(sql)
 }
 
+/// A PostgreSQL batch with at least this many new models writes half of
+/// them on a second connection ([`Store::write_beside`]).
+const WRITE_BESIDE_MIN: usize = 2_000;
+
+/// How long a batch waits for the pool's second connection before writing
+/// everything on its own.
+const BESIDE_ACQUIRE: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// The second transaction of a batch plans as the first does, and gives up
+/// rather than wait on a lock (the first would be waiting for it).
+const BESIDE_SETTINGS: [&str; 2] = [GENERIC_PLANS, "SET LOCAL lock_timeout = '5s'"];
+
+/// Opens the second transaction of a batch on `conn` and writes `beside`
+/// in it, leaving the commit to the caller.
+async fn write_second<'c>(
+    conn: &'c mut sqlx::AnyConnection,
+    beside: &Writes<'_>,
+) -> Result<Transaction<'c, Any>> {
+    let mut second = conn.begin().await?;
+    for setting in BESIDE_SETTINGS {
+        sqlx::query(setting).execute(&mut *second).await?;
+    }
+    execute_pipelined(&mut second, beside.statements()).await?;
+    Ok(second)
+}
+
+/// The statements of a batch, in order.
+type Statements<'a> = Box<dyn Iterator<Item = Result<Sql>> + Send + 'a>;
+
+/// Everything one ingestion batch writes, in the order it is written.
+struct Writes<'a> {
+    generation: i64,
+    providers: BTreeSet<String>,
+    new_models: Vec<&'a CatalogModel>,
+    known_models: Vec<&'a CatalogModel>,
+    aliases: Vec<(Uuid, Alias)>,
+    changes: Vec<ChangeRow>,
+    new_listings: Vec<ListingRow<'a>>,
+    known_listings: Vec<ListingRow<'a>>,
+}
+
+impl<'a> Writes<'a> {
+    /// Every statement, built one at a time as [`execute_pipelined`] asks.
+    /// (Boxed: an opaque iterator type held across the ingestion task's
+    /// awaits is more than the compiler can prove `Send`.)
+    fn statements(&self) -> Statements<'_> {
+        let generation = self.generation;
+        let statements = providers_statement(&self.providers)
+            .map(Ok)
+            .into_iter()
+            .chain(
+                self.new_models
+                    .chunks(MODELS_PER_STATEMENT)
+                    .zip(std::iter::repeat((generation, false)))
+                    .map(models_statement_at),
+            )
+            .chain(
+                self.known_models
+                    .chunks(MODELS_PER_STATEMENT)
+                    .zip(std::iter::repeat((generation, true)))
+                    .map(models_statement_at),
+            )
+            .chain(
+                self.aliases
+                    .chunks(ROWS_PER_STATEMENT)
+                    .map(aliases_statement),
+            )
+            .chain(
+                self.changes
+                    .chunks(ROWS_PER_STATEMENT)
+                    .map(changes_statement),
+            )
+            .chain(
+                self.new_listings
+                    .chunks(LISTINGS_PER_STATEMENT)
+                    .zip(std::iter::repeat(false))
+                    .map(listings_statement_at),
+            )
+            .chain(
+                self.known_listings
+                    .chunks(LISTINGS_PER_STATEMENT)
+                    .zip(std::iter::repeat(true))
+                    .map(listings_statement_at),
+            );
+        Box::new(statements)
+    }
+
+    /// Moves every other new model, with the listings, history rows and
+    /// aliases that name it, into a batch of their own. The providers stay
+    /// here (the first transaction writes them).
+    fn split_new_models(&mut self) -> Writes<'a> {
+        let half = self.new_models.len() / 2;
+        let mut moved = Vec::with_capacity(half);
+        let mut kept = Vec::with_capacity(self.new_models.len() - half);
+        for (i, m) in self.new_models.iter().enumerate() {
+            if i % 2 == 1 {
+                moved.push(*m);
+            } else {
+                kept.push(*m);
+            }
+        }
+        self.new_models = kept;
+        let ids: HashSet<Uuid> = moved.iter().map(|m| m.id).collect();
+        fn take<T>(rows: &mut Vec<T>, moves: impl Fn(&T) -> bool) -> Vec<T> {
+            let (moved, kept) = std::mem::take(rows).into_iter().partition(moves);
+            *rows = kept;
+            moved
+        }
+        Writes {
+            generation: self.generation,
+            providers: BTreeSet::new(),
+            new_models: moved,
+            known_models: Vec::new(),
+            aliases: take(&mut self.aliases, |(id, _)| ids.contains(id)),
+            changes: take(&mut self.changes, |c| ids.contains(&c.catalog_id)),
+            new_listings: take(&mut self.new_listings, |l| ids.contains(&l.catalog_id)),
+            known_listings: take(&mut self.known_listings, |l| ids.contains(&l.catalog_id)),
+        }
+    }
+}
+
 impl Store {
     /// The filtered total and one page of the catalog, from the catalog
     /// index (`catalog_index`). Without a `sort`, a search or filter lists
@@ -1128,41 +1249,68 @@ impl Store {
         let (new_listings, known_listings): (Vec<ListingRow>, Vec<ListingRow>) = listings
             .into_iter()
             .partition(|l| !credentials.contains_key(&l.key));
-        if self.backend == Backend::Postgres {
-            sqlx::query(GENERIC_PLANS).execute(&mut **tx).await?;
+        let mut writes = Writes {
+            generation,
+            providers,
+            new_models,
+            known_models,
+            aliases,
+            changes,
+            new_listings,
+            known_listings,
+        };
+        if self.backend == Backend::Sqlite {
+            return execute_pipelined(tx, writes.statements())
+                .await
+                .map(|()| counts);
         }
-        // Every statement of the batch, each built while the one before runs.
-        let statements = providers_statement(&providers)
-            .map(Ok)
-            .into_iter()
-            .chain(
-                new_models
-                    .chunks(MODELS_PER_STATEMENT)
-                    .zip(std::iter::repeat((generation, false)))
-                    .map(models_statement_at),
-            )
-            .chain(
-                known_models
-                    .chunks(MODELS_PER_STATEMENT)
-                    .zip(std::iter::repeat((generation, true)))
-                    .map(models_statement_at),
-            )
-            .chain(aliases.chunks(ROWS_PER_STATEMENT).map(aliases_statement))
-            .chain(changes.chunks(ROWS_PER_STATEMENT).map(changes_statement))
-            .chain(
-                new_listings
-                    .chunks(LISTINGS_PER_STATEMENT)
-                    .zip(std::iter::repeat(false))
-                    .map(listings_statement_at),
-            )
-            .chain(
-                known_listings
-                    .chunks(LISTINGS_PER_STATEMENT)
-                    .zip(std::iter::repeat(true))
-                    .map(listings_statement_at),
-            );
-        execute_pipelined(tx, statements).await?;
+        sqlx::query(GENERIC_PLANS).execute(&mut **tx).await?;
+        if writes.new_models.len() < WRITE_BESIDE_MIN {
+            return execute_pipelined(tx, writes.statements())
+                .await
+                .map(|()| counts);
+        }
+        let beside = writes.split_new_models();
+        self.write_beside(tx, &writes, &beside).await?;
         Ok(counts)
+    }
+
+    /// Writes a PostgreSQL batch on two connections: `writes` in the
+    /// batch's own transaction `tx`, and `beside` (new models only, with
+    /// their listings, history and aliases) in a second transaction at the
+    /// same time, committed before `tx` is. One backend process per
+    /// transaction was the bottleneck of a first import, and its rows'
+    /// generation becomes visible only when `tx` commits the generation
+    /// bump (readers bound what they read by the generation they saw).
+    /// Nothing `beside` writes is locked by `tx`: its models are new, so no
+    /// lock wait can tie the two together (a lock timeout guards the
+    /// assumption). Whenever the second transaction cannot be had or fails,
+    /// `tx` writes its rows itself.
+    async fn write_beside(
+        &self,
+        tx: &mut Transaction<'_, Any>,
+        writes: &Writes<'_>,
+        beside: &Writes<'_>,
+    ) -> Result<()> {
+        let spare = tokio::time::timeout(BESIDE_ACQUIRE, self.pool.acquire()).await;
+        let Ok(Ok(mut conn)) = spare else {
+            execute_pipelined(tx, writes.statements()).await?;
+            return execute_pipelined(tx, beside.statements()).await;
+        };
+        let (own, second) = futures::join!(
+            execute_pipelined(tx, writes.statements()),
+            write_second(&mut conn, beside)
+        );
+        own?;
+        let committed = match second {
+            Ok(second) => second.commit().await.map_err(StoreError::from),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = committed {
+            tracing::warn!(error = %e, "a catalog batch's second transaction failed; writing its rows in the first");
+            execute_pipelined(tx, beside.statements()).await?;
+        }
+        Ok(())
     }
 
     async fn locked_models(

@@ -152,6 +152,7 @@ both_backends_with!(
     sources_merge_by_field_precedence_and_deprecations_drive_lifecycle,
     replicas_sharing_a_database_run_a_source_one_at_a_time,
     hub_repos_stay_distinct_models_whatever_their_names,
+    a_large_first_import_lands_whole_in_one_generation_on_every_replica,
 );
 
 async fn hub_repos_stay_distinct_models_whatever_their_names(backend: Backend) {
@@ -187,6 +188,139 @@ async fn hub_repos_stay_distinct_models_whatever_their_names(backend: Backend) {
     assert_eq!(list["models"][0]["model_id"], "acme/llama-7b-chat-1000");
     assert_eq!(list["models"][0]["open_weights"], true);
     assert_eq!(list["models"][0]["license"], "mit");
+}
+
+/// A first import big enough that PostgreSQL writes half of each batch's
+/// new models on a second connection: every model arrives with its listing
+/// and history row, all stamped with the batch's one generation, and a
+/// second replica's catalog lists show all of them.
+/// A Hub listing `n` repos, `org{i % 7}/model-{i}` with `i` downloads, in one page.
+async fn many_repos_fixture(n: i64) -> String {
+    let repos: Vec<Value> = (0..n)
+        .map(|i| json!({"id": format!("org{}/model-{i}", i % 7), "downloads": i}))
+        .collect();
+    let repos = Value::Array(repos);
+    let router = Router::new().route(
+        "/api/models",
+        get(move || {
+            let repos = repos.clone();
+            async move { Json(repos) }
+        }),
+    );
+    serve_fixture(router).await
+}
+
+async fn a_large_first_import_lands_whole_in_one_generation_on_every_replica(backend: Backend) {
+    const REPOS: i64 = 5_000;
+    let base = many_repos_fixture(REPOS).await;
+    let Some(app) =
+        TestApp::spawn_with(backend, |c| configure_source(c, "huggingface", &base, None)).await
+    else {
+        return;
+    };
+    let other = app.replica("replica-b").await;
+    let (status, before) = other
+        .get("/api/v1/catalog/models?provider=huggingface")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{before}");
+    assert_eq!(before["total"], 0, "the other replica's index has loaded");
+
+    let run = ingest(&app, "huggingface").await;
+    assert_eq!(run["ingestion_run"]["status"], "completed", "{run}");
+    assert_eq!(run["ingestion_run"]["models_added"], REPOS, "{run}");
+    assert_eq!(catalog_rows(&app).await, vec![REPOS, REPOS, 0, REPOS, 1]);
+    let mut db = app.database().await;
+    let linked = |table: &str| {
+        format!("SELECT COUNT(*) FROM {table} t JOIN catalog_models m ON m.id = t.catalog_id")
+    };
+    for table in ["catalog_listings", "catalog_changes"] {
+        let n: i64 = sqlx::query_scalar(&linked(table))
+            .fetch_one(&mut db)
+            .await
+            .expect("count");
+        assert_eq!(n, REPOS, "every row of {table} names a model");
+    }
+    let generations: i64 = sqlx::query_scalar("SELECT COUNT(DISTINCT gen) FROM catalog_models")
+        .fetch_one(&mut db)
+        .await
+        .expect("generations");
+    assert_eq!(generations, 1, "one batch, one generation");
+    if backend == Backend::Postgres {
+        // Written by two transactions (each row's xmin), half and half.
+        let writers: Vec<i64> = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM catalog_models GROUP BY xmin::text ORDER BY 1",
+        )
+        .fetch_all(&mut db)
+        .await
+        .expect("writers");
+        assert_eq!(writers, vec![REPOS / 2, REPOS / 2]);
+    }
+
+    let (status, list) = other
+        .get("/api/v1/catalog/models?provider=huggingface&sort=-downloads&limit=2")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    assert_eq!(list["total"], REPOS, "{list}");
+    assert_eq!(list["models"][0]["model_id"], "org1/model-4999");
+    assert_eq!(list["models"][1]["model_id"], "org0/model-4998");
+
+    let again = ingest(&app, "huggingface").await;
+    assert_eq!(again["ingestion_run"]["models_unchanged"], REPOS, "{again}");
+    assert_eq!(catalog_rows(&app).await, vec![REPOS, REPOS, 0, REPOS, 1]);
+}
+
+/// On PostgreSQL, when a batch's second transaction cannot write (here
+/// another session's uncommitted insert of one of its models holds it past
+/// its lock timeout), the first transaction writes those rows itself: the
+/// run completes whole, every model from that one transaction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_second_transaction_leaves_its_rows_to_the_first() {
+    const REPOS: i64 = 4_000;
+    let base = many_repos_fixture(REPOS).await;
+    let Some(app) = TestApp::spawn_with(Backend::Postgres, |c| {
+        configure_source(c, "huggingface", &base, None)
+    })
+    .await
+    else {
+        return;
+    };
+    // `org1/model-1`: the second new model of the batch, which the second
+    // transaction writes.
+    let mut blocker = app.database().await;
+    sqlx::query("BEGIN")
+        .execute(&mut blocker)
+        .await
+        .expect("begin");
+    sqlx::query(
+        "INSERT INTO catalog_models (id, provider, model_id, normalized, display_name, \
+         lifecycle, tokens, facts, provenance, first_seen_at, last_seen_at, updated_at) \
+         VALUES ('blocker', 'huggingface', 'org1/model-1', 'org1/model-1', 'x', 'active', '', \
+         '{}', '{}', 0, 0, 0)",
+    )
+    .execute(&mut blocker)
+    .await
+    .expect("blocking insert");
+    let (status, started) = app
+        .post("/api/v1/admin/ingest/huggingface", json!({}))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{started}");
+    // Past the second transaction's 5 s lock timeout, then out of the way.
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    sqlx::query("ROLLBACK")
+        .execute(&mut blocker)
+        .await
+        .expect("rollback");
+    let run = wait_run(&app, started["ingestion_run"]["id"].as_i64().expect("id")).await;
+    assert_eq!(run["ingestion_run"]["status"], "completed", "{run}");
+    assert_eq!(run["ingestion_run"]["models_added"], REPOS, "{run}");
+    assert_eq!(catalog_rows(&app).await, vec![REPOS, REPOS, 0, REPOS, 1]);
+    let mut db = app.database().await;
+    let writers: Vec<i64> =
+        sqlx::query_scalar("SELECT COUNT(*) FROM catalog_models GROUP BY xmin::text")
+            .fetch_all(&mut db)
+            .await
+            .expect("writers");
+    assert_eq!(writers, vec![REPOS], "one transaction wrote them all");
 }
 
 async fn replicas_sharing_a_database_run_a_source_one_at_a_time(backend: Backend) {

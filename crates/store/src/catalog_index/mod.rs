@@ -18,7 +18,12 @@
 //! The row lock makes catalog writes take turns, so generations commit in
 //! order: once a reader sees generation G, every generation up to G has
 //! committed. A reader compares G with the generation it has applied and
-//! re-reads the rows stamped since (index `catalog_models_gen`). Catalog
+//! re-reads the rows stamped since, up to G (index `catalog_models_gen`).
+//! A PostgreSQL ingestion batch also writes half of its new models in a
+//! second transaction that commits just before the one holding the lock;
+//! those rows carry the lock holder's generation, so no reader takes them
+//! before it has committed (or, should it fail, before the next writer
+//! commits the same generation number with them). Catalog
 //! rows are never deleted (a model missing from its listings is marked
 //! unlisted), so there are no tombstones to carry. Seqs are drawn inside
 //! those turns too, so new rows arrive in `seq` order; one that did not
@@ -119,9 +124,17 @@ impl CatalogIndex {
             return self.load(pool).await;
         }
         // Rows read after `generation` was: every generation up to it has
-        // committed, so they hold all of its writes.
-        let text = format!("SELECT {DOC_COLUMNS} FROM catalog_models WHERE gen > $1 ORDER BY seq");
-        let mut rows = sqlx::query(&text).bind(applied).fetch(pool);
+        // committed, so they hold all of its writes. Rows of a later
+        // generation wait for it: a PostgreSQL batch commits part of its
+        // rows in a second transaction just before its own commit bumps the
+        // generation, and their seqs interleave with the rest.
+        let text = format!(
+            "SELECT {DOC_COLUMNS} FROM catalog_models WHERE gen > $1 AND gen <= $2 ORDER BY seq"
+        );
+        let mut rows = sqlx::query(&text)
+            .bind(applied)
+            .bind(generation)
+            .fetch(pool);
         let mut docs = Vec::with_capacity(BATCH);
         let mut read = 0usize;
         let mut in_order = true;
