@@ -1797,6 +1797,55 @@ mod tests {
         remove_file_store(store, &path).await;
     }
 
+    /// Rows stamped with a generation whose bump has not committed (a
+    /// PostgreSQL batch's second transaction commits just before the lock
+    /// holder does) wait for it: a catch-up to the generation before takes
+    /// the rest, and them only once their own has committed.
+    #[tokio::test]
+    async fn a_catch_up_takes_no_row_of_a_generation_not_yet_committed() {
+        let (store, path) = file_store("gen-bound").await;
+        add_as(&store, Uuid::now_v7(), "a/one")
+            .await
+            .expect("a batch");
+        let page = Page {
+            limit: 10,
+            offset: 0,
+        };
+        let total = |store: &Store| {
+            let store = store.clone();
+            async move {
+                store
+                    .list_catalog(&CatalogFilter::default(), None, page)
+                    .await
+                    .expect("list")
+                    .0
+            }
+        };
+        assert_eq!(total(&store).await, 1);
+        sqlx::query(
+            "INSERT INTO catalog_models (id, provider, model_id, normalized, display_name, \
+             lifecycle, tokens, facts, provenance, first_seen_at, last_seen_at, updated_at, gen) \
+             SELECT $1, provider, 'a/two', 'a/two', 'a/two', lifecycle, tokens, facts, \
+             provenance, first_seen_at, last_seen_at, updated_at, \
+             (SELECT gen + 2 FROM catalog_state) FROM catalog_models",
+        )
+        .bind(Uuid::now_v7().to_string())
+        .execute(&store.pool)
+        .await
+        .expect("a row of the next generation");
+        // The next generation commits (the one before the early row's).
+        add_as(&store, Uuid::now_v7(), "a/three")
+            .await
+            .expect("a batch");
+        assert_eq!(total(&store).await, 2, "the early row waits");
+        sqlx::query("UPDATE catalog_state SET gen = gen + 1")
+            .execute(&store.pool)
+            .await
+            .expect("bump");
+        assert_eq!(total(&store).await, 3, "taken with its generation");
+        remove_file_store(store, &path).await;
+    }
+
     fn origin(source: &str, micros: i64) -> FieldOrigin {
         FieldOrigin {
             source: source.into(),
