@@ -161,14 +161,7 @@ async fn hub_repos_stay_distinct_models_whatever_their_names(backend: Backend) {
         {"id": "acme/llama-7b-chat-2000", "downloads": 5, "pipeline_tag": "text-generation"},
         {"id": "other/llama-7b-chat", "downloads": 1}
     ]);
-    let router = Router::new().route(
-        "/api/models",
-        get(move || {
-            let repos = repos.clone();
-            async move { Json(repos) }
-        }),
-    );
-    let base = serve_fixture(router).await;
+    let base = hub_fixture(repos).await;
     let Some(app) =
         TestApp::spawn_with(backend, |c| configure_source(c, "huggingface", &base, None)).await
     else {
@@ -194,12 +187,8 @@ async fn hub_repos_stay_distinct_models_whatever_their_names(backend: Backend) {
 /// new models on a second connection: every model arrives with its listing
 /// and history row, all stamped with the batch's one generation, and a
 /// second replica's catalog lists show all of them.
-/// A Hub listing `n` repos, `org{i % 7}/model-{i}` with `i` downloads, in one page.
-async fn many_repos_fixture(n: i64) -> String {
-    let repos: Vec<Value> = (0..n)
-        .map(|i| json!({"id": format!("org{}/model-{i}", i % 7), "downloads": i}))
-        .collect();
-    let repos = Value::Array(repos);
+/// The Hub's `/api/models` answering `repos` (a JSON array) in one page.
+async fn hub_fixture(repos: Value) -> String {
     let router = Router::new().route(
         "/api/models",
         get(move || {
@@ -208,6 +197,14 @@ async fn many_repos_fixture(n: i64) -> String {
         }),
     );
     serve_fixture(router).await
+}
+
+/// A Hub listing `n` repos, `org{i % 7}/model-{i}` with `i` downloads, in one page.
+async fn many_repos_fixture(n: i64) -> String {
+    let repos: Vec<Value> = (0..n)
+        .map(|i| json!({"id": format!("org{}/model-{i}", i % 7), "downloads": i}))
+        .collect();
+    hub_fixture(Value::Array(repos)).await
 }
 
 async fn a_large_first_import_lands_whole_in_one_generation_on_every_replica(backend: Backend) {
