@@ -584,9 +584,6 @@ async fn write_second<'c>(
     Ok(second)
 }
 
-/// The statements of a batch, in order.
-type Statements<'a> = Box<dyn Iterator<Item = Result<Sql>> + Send + 'a>;
-
 /// Everything one ingestion batch writes, in the order it is written.
 struct Writes<'a> {
     generation: i64,
@@ -601,11 +598,9 @@ struct Writes<'a> {
 
 impl<'a> Writes<'a> {
     /// Every statement, built one at a time as [`execute_pipelined`] asks.
-    /// (Boxed: an opaque iterator type held across the ingestion task's
-    /// awaits is more than the compiler can prove `Send`.)
-    fn statements(&self) -> Statements<'_> {
+    fn statements(&self) -> impl Iterator<Item = Result<Sql>> + Send + '_ {
         let generation = self.generation;
-        let statements = providers_statement(&self.providers)
+        providers_statement(&self.providers)
             .map(Ok)
             .into_iter()
             .chain(
@@ -641,8 +636,7 @@ impl<'a> Writes<'a> {
                     .chunks(LISTINGS_PER_STATEMENT)
                     .zip(std::iter::repeat(true))
                     .map(listings_statement_at),
-            );
-        Box::new(statements)
+            )
     }
 
     /// Moves every other new model, with the listings, history rows and
