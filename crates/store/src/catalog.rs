@@ -1253,19 +1253,15 @@ impl Store {
             new_listings,
             known_listings,
         };
-        if self.backend == Backend::Sqlite {
-            return execute_pipelined(tx, writes.statements())
-                .await
-                .map(|()| counts);
+        if self.backend == Backend::Postgres {
+            sqlx::query(GENERIC_PLANS).execute(&mut **tx).await?;
+            if writes.new_models.len() >= WRITE_BESIDE_MIN {
+                let beside = writes.split_new_models();
+                self.write_beside(tx, &writes, &beside).await?;
+                return Ok(counts);
+            }
         }
-        sqlx::query(GENERIC_PLANS).execute(&mut **tx).await?;
-        if writes.new_models.len() < WRITE_BESIDE_MIN {
-            return execute_pipelined(tx, writes.statements())
-                .await
-                .map(|()| counts);
-        }
-        let beside = writes.split_new_models();
-        self.write_beside(tx, &writes, &beside).await?;
+        execute_pipelined(tx, writes.statements()).await?;
         Ok(counts)
     }
 
