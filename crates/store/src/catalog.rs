@@ -5,7 +5,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use sqlx::any::AnyRow;
-use sqlx::{Any, Connection, Row, Transaction};
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, Connection, PgConnection, Postgres, Row, Transaction};
 use uuid::Uuid;
 
 use modelplane_domain::catalog::{
@@ -17,6 +18,7 @@ use modelplane_domain::search;
 use modelplane_domain::time::Timestamp;
 
 use crate::catalog_index::{self, next_generation};
+use crate::copy::{Cell, CopyRows};
 use crate::rows::{self, micros};
 use crate::sql::Sql;
 use crate::{Backend, Result, Store, StoreError};
@@ -218,59 +220,57 @@ fn json<T: serde::Serialize>(value: &T, what: &str) -> Result<String> {
     serde_json::to_string(value).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
 }
 
-/// Pushes the values of one catalog model row (the columns of `UPSERT_HEAD`).
-fn push_model_values(sql: &mut Sql, m: &CatalogModel, generation: i64) -> Result<()> {
+/// The columns a catalog model row is written with, in the order of
+/// [`model_cells`].
+macro_rules! model_columns {
+    () => {
+        "id, provider, model_id, normalized, display_name, family, description, lifecycle, \
+         open_weights, context_window, input_price, release_date, downloads, tokens, facts, \
+         provenance, listed, first_seen_at, last_seen_at, updated_at, gen"
+    };
+}
+
+/// The values of one catalog model row (the columns of [`model_columns`]).
+fn model_cells(m: &CatalogModel, generation: i64) -> Result<[Cell; 21]> {
     let f = &m.facts;
-    sql.push("(")
-        .bind(m.id.to_string())
-        .push(", ")
-        .bind(m.provider.clone())
-        .push(", ")
-        .bind(m.model_id.clone())
-        .push(", ")
-        .bind(modelplane_domain::catalog::normalize(&m.model_id))
-        .push(", ")
-        .bind(m.display_name().to_owned())
-        .push(", ")
-        .bind(f.family.clone())
-        .push(", ")
-        .bind(f.description.clone())
-        .push(", ")
-        .bind(m.lifecycle().as_str())
-        .push(", ")
-        .bind(f.open_weights.map(i64::from))
-        .push(", ")
-        .bind(f.context_window)
-        .push(", ")
-        .bind_f64(f.pricing.as_ref().and_then(|p| p.input))
-        .push(", ")
-        .bind(f.release_date.clone())
-        .push(", ")
-        .bind(f.downloads)
-        .push(", ")
-        .bind(m.tokens())
-        .push(", ")
-        .bind(json(&m.facts, "facts")?)
-        .push(", ")
-        .bind(provenance_text(&m.provenance)?)
-        .push(", ")
-        .bind(i64::from(m.listed))
-        .push(", ")
-        .bind(micros(&m.first_seen_at))
-        .push(", ")
-        .bind(micros(&m.last_seen_at))
-        .push(", ")
-        .bind(micros(&m.updated_at))
-        .push(", ")
-        .bind(generation)
-        .push(")");
+    Ok([
+        m.id.to_string().into(),
+        m.provider.clone().into(),
+        m.model_id.clone().into(),
+        modelplane_domain::catalog::normalize(&m.model_id).into(),
+        m.display_name().into(),
+        f.family.clone().into(),
+        f.description.clone().into(),
+        m.lifecycle().as_str().into(),
+        f.open_weights.map(i64::from).into(),
+        f.context_window.into(),
+        Cell::Float(f.pricing.as_ref().and_then(|p| p.input)),
+        f.release_date.clone().into(),
+        f.downloads.into(),
+        m.tokens().into(),
+        json(&m.facts, "facts")?.into(),
+        provenance_text(&m.provenance)?.into(),
+        i64::from(m.listed).into(),
+        micros(&m.first_seen_at).into(),
+        micros(&m.last_seen_at).into(),
+        micros(&m.updated_at).into(),
+        generation.into(),
+    ])
+}
+
+/// Pushes the values of one catalog model row.
+fn push_model_values(sql: &mut Sql, m: &CatalogModel, generation: i64) -> Result<()> {
+    sql.bind_row(model_cells(m, generation)?);
     Ok(())
 }
 
-const UPSERT_HEAD: &str = "INSERT INTO catalog_models (id, provider, model_id, normalized, \
-     display_name, family, description, lifecycle, open_weights, context_window, input_price, \
-     release_date, downloads, tokens, facts, provenance, listed, first_seen_at, last_seen_at, \
-     updated_at, gen) VALUES ";
+const UPSERT_HEAD: &str = concat!(
+    "INSERT INTO catalog_models (",
+    model_columns!(),
+    ") VALUES "
+);
+
+const COPY_MODELS: &str = concat!("COPY catalog_models (", model_columns!(), ") FROM STDIN");
 
 const UPSERT_TAIL: &str = " ON CONFLICT (provider, model_id) DO UPDATE SET \
      normalized = excluded.normalized, display_name = excluded.display_name, \
@@ -421,27 +421,36 @@ impl ChangeRow {
     }
 }
 
+macro_rules! change_columns {
+    () => {
+        "catalog_id, run_id, source, action, changes, at"
+    };
+}
+
+fn change_cells(row: &ChangeRow) -> [Cell; 6] {
+    [
+        row.catalog_id.to_string().into(),
+        row.run_id.into(),
+        row.source.clone().into(),
+        row.action.as_str().into(),
+        row.changes.clone().into(),
+        micros(&row.at).into(),
+    ]
+}
+
+const COPY_CHANGES: &str = concat!("COPY catalog_changes (", change_columns!(), ") FROM STDIN");
+
 fn changes_statement(rows: &[ChangeRow]) -> Result<Sql> {
-    let mut sql = Sql::new(
-        "INSERT INTO catalog_changes (catalog_id, run_id, source, action, changes, at) VALUES ",
-    );
+    let mut sql = Sql::new(concat!(
+        "INSERT INTO catalog_changes (",
+        change_columns!(),
+        ") VALUES "
+    ));
     for (i, row) in rows.iter().enumerate() {
         if i > 0 {
             sql.push(", ");
         }
-        sql.push("(")
-            .bind(row.catalog_id.to_string())
-            .push(", ")
-            .bind(row.run_id)
-            .push(", ")
-            .bind(row.source.clone())
-            .push(", ")
-            .bind(row.action.as_str())
-            .push(", ")
-            .bind(row.changes.clone())
-            .push(", ")
-            .bind(micros(&row.at))
-            .push(")");
+        sql.bind_row(change_cells(row));
     }
     Ok(sql)
 }
@@ -450,22 +459,34 @@ async fn insert_changes(tx: &mut Transaction<'_, Any>, rows: &[ChangeRow]) -> Re
     execute_pipelined(tx, rows.chunks(ROWS_PER_STATEMENT).map(changes_statement)).await
 }
 
+macro_rules! alias_columns {
+    () => {
+        "catalog_id, alias, source, normalized"
+    };
+}
+
+fn alias_cells((id, alias): &(Uuid, Alias)) -> [Cell; 4] {
+    [
+        id.to_string().into(),
+        alias.alias.clone().into(),
+        alias.source.clone().into(),
+        modelplane_domain::catalog::normalize(&alias.alias).into(),
+    ]
+}
+
+const COPY_ALIASES: &str = concat!("COPY catalog_aliases (", alias_columns!(), ") FROM STDIN");
+
 fn aliases_statement(rows: &[(Uuid, Alias)]) -> Result<Sql> {
-    let mut sql =
-        Sql::new("INSERT INTO catalog_aliases (catalog_id, alias, source, normalized) VALUES ");
-    for (i, (id, alias)) in rows.iter().enumerate() {
+    let mut sql = Sql::new(concat!(
+        "INSERT INTO catalog_aliases (",
+        alias_columns!(),
+        ") VALUES "
+    ));
+    for (i, row) in rows.iter().enumerate() {
         if i > 0 {
             sql.push(", ");
         }
-        sql.push("(")
-            .bind(id.to_string())
-            .push(", ")
-            .bind(alias.alias.clone())
-            .push(", ")
-            .bind(alias.source.clone())
-            .push(", ")
-            .bind(modelplane_domain::catalog::normalize(&alias.alias))
-            .push(")");
+        sql.bind_row(alias_cells(row));
     }
     sql.push(" ON CONFLICT DO NOTHING");
     Ok(sql)
@@ -518,35 +539,47 @@ fn listings_statement_at((rows, upsert): (&[ListingRow<'_>], bool)) -> Result<Sq
     listings_statement(rows, upsert)
 }
 
+macro_rules! listing_columns {
+    () => {
+        "source, model_key, catalog_id, hash, raw, credentials, missed_runs, first_listed_at, \
+         changed_at"
+    };
+}
+
+fn listing_cells(row: &ListingRow<'_>) -> Result<[Cell; 9]> {
+    Ok([
+        row.source.as_str().into(),
+        row.key.clone().into(),
+        row.catalog_id.to_string().into(),
+        row.item.hash.clone().into(),
+        row.item.raw.clone().into(),
+        json(&row.seen_by, "credentials")?.into(),
+        0i64.into(),
+        micros(&row.at).into(),
+        micros(&row.at).into(),
+    ])
+}
+
+const COPY_LISTINGS: &str = concat!(
+    "COPY catalog_listings (",
+    listing_columns!(),
+    ") FROM STDIN"
+);
+
 /// The multi-row write of some listings: a plain insert for keys the
 /// source has no listing of (a source's listings are written only by its
 /// own runs, one at a time), else an upsert.
 fn listings_statement(rows: &[ListingRow<'_>], upsert: bool) -> Result<Sql> {
-    let mut sql = Sql::new(
-        "INSERT INTO catalog_listings (source, model_key, catalog_id, hash, raw, credentials, \
-         missed_runs, first_listed_at, changed_at) VALUES ",
-    );
+    let mut sql = Sql::new(concat!(
+        "INSERT INTO catalog_listings (",
+        listing_columns!(),
+        ") VALUES "
+    ));
     for (i, row) in rows.iter().enumerate() {
         if i > 0 {
             sql.push(", ");
         }
-        sql.push("(")
-            .bind(row.source.as_str())
-            .push(", ")
-            .bind(row.key.clone())
-            .push(", ")
-            .bind(row.catalog_id.to_string())
-            .push(", ")
-            .bind(row.item.hash.clone())
-            .push(", ")
-            .bind(row.item.raw.clone())
-            .push(", ")
-            .bind(json(&row.seen_by, "credentials")?)
-            .push(", 0, ")
-            .bind(micros(&row.at))
-            .push(", ")
-            .bind(micros(&row.at))
-            .push(")");
+        sql.bind_row(listing_cells(row)?);
     }
     if upsert {
         sql.push(
@@ -558,33 +591,133 @@ fn listings_statement(rows: &[ListingRow<'_>], upsert: bool) -> Result<Sql> {
     Ok(sql)
 }
 
-/// A PostgreSQL batch with at least this many new models writes half of
-/// them on a second connection ([`Store::write_beside`]).
+/// A PostgreSQL batch with at least this many new models copies them on
+/// connections of their own ([`Store::write_beside`]).
 const WRITE_BESIDE_MIN: usize = 2_000;
 
-/// How long a batch waits for the pool's second connection before writing
-/// everything on its own.
+/// How many connections a batch copies its new models on: one database
+/// backend per transaction was the bottleneck of a first import.
+pub(crate) const COPY_CONNECTIONS: u32 = 2;
+
+/// How long a batch waits for each copy connection before writing what
+/// would have gone there on its own.
 const BESIDE_ACQUIRE: std::time::Duration = std::time::Duration::from_millis(250);
 
-/// The second transaction of a batch plans as the first does, and gives up
-/// rather than wait on a lock (the first would be waiting for it).
-const BESIDE_SETTINGS: [&str; 2] = [GENERIC_PLANS, "SET LOCAL lock_timeout = '5s'"];
+/// A copy transaction gives up rather than wait on a lock: the lock holder
+/// would be waiting for it.
+const BESIDE_LOCK_TIMEOUT: &str = "SET LOCAL lock_timeout = '5s'";
 
-/// Opens the second transaction of a batch on `conn` and writes `beside`
-/// in it, leaving the commit to the caller.
-async fn write_second<'c>(
-    conn: &'c mut sqlx::AnyConnection,
-    beside: &Writes<'_>,
-) -> Result<Transaction<'c, Any>> {
-    let mut second = conn.begin().await?;
-    for setting in BESIDE_SETTINGS {
-        sqlx::query(setting).execute(&mut *second).await?;
+/// The bytes of rows a copy sends at a time.
+const COPY_CHUNK: usize = 256 * 1024;
+
+/// Opens a transaction on `conn` and copies `part` (new models with their
+/// new listings and history rows) into it, leaving the commit to the caller.
+async fn copy_part<'c>(
+    (conn, part): (&'c mut PoolConnection<Postgres>, &Writes<'_>),
+) -> Result<Transaction<'c, Postgres>> {
+    let mut tx = conn.begin().await?;
+    sqlx::query(BESIDE_LOCK_TIMEOUT).execute(&mut *tx).await?;
+    let generation = part.generation;
+    copy_rows(
+        &mut tx,
+        COPY_MODELS,
+        &part.new_models,
+        model_row,
+        generation,
+    )
+    .await?;
+    copy_rows(
+        &mut tx,
+        COPY_LISTINGS,
+        &part.new_listings,
+        listing_row,
+        generation,
+    )
+    .await?;
+    copy_rows(&mut tx, COPY_CHANGES, &part.changes, change_row, generation).await?;
+    copy_rows(&mut tx, COPY_ALIASES, &part.aliases, alias_row, generation).await?;
+    Ok(tx)
+}
+
+async fn commit_copy(copy: Result<Transaction<'_, Postgres>>) -> Result<()> {
+    Ok(copy?.commit().await?)
+}
+
+/// The rows a copy writes, each with the batch's generation (which only
+/// models carry): plain functions, whose futures the compiler can prove
+/// `Send` where closures' it cannot.
+type RowCells<T, const N: usize> = fn(&T, i64) -> Result<[Cell; N]>;
+
+fn model_row(m: &&CatalogModel, generation: i64) -> Result<[Cell; 21]> {
+    model_cells(m, generation)
+}
+
+fn listing_row(l: &ListingRow<'_>, _generation: i64) -> Result<[Cell; 9]> {
+    listing_cells(l)
+}
+
+fn change_row(c: &ChangeRow, _generation: i64) -> Result<[Cell; 6]> {
+    Ok(change_cells(c))
+}
+
+fn alias_row(a: &(Uuid, Alias), _generation: i64) -> Result<[Cell; 4]> {
+    Ok(alias_cells(a))
+}
+
+/// Streams `items` into `statement` (a `COPY … FROM STDIN`) a chunk at a
+/// time, encoding the next chunk while the connection sends one.
+async fn copy_rows<T: Sync, const N: usize>(
+    conn: &mut PgConnection,
+    statement: &str,
+    items: &[T],
+    cells: RowCells<T, N>,
+    generation: i64,
+) -> Result<()> {
+    if items.is_empty() {
+        return Ok(());
     }
-    execute_pipelined(&mut second, beside.statements()).await?;
-    Ok(second)
+    let mut copy = conn.copy_in_raw(statement).await?;
+    let mut rest = items;
+    let mut chunk = encode_chunk(&mut rest, cells, generation);
+    loop {
+        let data = match chunk {
+            Ok(data) if data.is_empty() => break,
+            Ok(data) => data,
+            Err(e) => {
+                let _ = copy.abort("a row could not be encoded").await;
+                return Err(e);
+            }
+        };
+        let (sent, next) = futures::join!(copy.send(data), async {
+            encode_chunk(&mut rest, cells, generation)
+        });
+        sent?;
+        chunk = next;
+    }
+    copy.finish().await?;
+    Ok(())
+}
+
+/// Encodes rows from the front of `rest` until about [`COPY_CHUNK`] bytes,
+/// moving `rest` past them.
+fn encode_chunk<T, const N: usize>(
+    rest: &mut &[T],
+    cells: RowCells<T, N>,
+    generation: i64,
+) -> Result<Vec<u8>> {
+    let mut chunk = CopyRows::with_capacity(COPY_CHUNK + COPY_CHUNK / 4);
+    while chunk.len() < COPY_CHUNK {
+        let Some((first, others)) = rest.split_first() else {
+            break;
+        };
+        chunk.row(cells(first, generation)?);
+        *rest = others;
+    }
+    Ok(chunk.take())
 }
 
 /// Everything one ingestion batch writes, in the order it is written.
+#[derive(Default)]
 struct Writes<'a> {
     generation: i64,
     providers: BTreeSet<String>,
@@ -639,37 +772,49 @@ impl<'a> Writes<'a> {
             )
     }
 
-    /// Moves every other new model, with the listings, history rows and
-    /// aliases that name it, into a batch of their own. The providers stay
-    /// here (the first transaction writes them).
-    fn split_new_models(&mut self) -> Writes<'a> {
-        let half = self.new_models.len() / 2;
-        let mut moved = Vec::with_capacity(half);
-        let mut kept = Vec::with_capacity(self.new_models.len() - half);
-        for (i, m) in self.new_models.iter().enumerate() {
-            if i % 2 == 1 {
-                moved.push(*m);
-            } else {
-                kept.push(*m);
+    /// Deals the new models round-robin into `parts` batches of their own,
+    /// each with the new listings, history rows and aliases that name its
+    /// models (each alias once): what a `COPY` can write, since nothing else
+    /// can hold their keys. The providers stay here.
+    fn split_new_models(&mut self, parts: usize) -> Vec<Writes<'a>> {
+        if parts == 0 {
+            return Vec::new();
+        }
+        let mut split: Vec<Writes<'a>> = (0..parts)
+            .map(|_| Writes {
+                generation: self.generation,
+                ..Writes::default()
+            })
+            .collect();
+        let mut part_of: HashMap<Uuid, usize> = HashMap::with_capacity(self.new_models.len());
+        for (i, m) in std::mem::take(&mut self.new_models).into_iter().enumerate() {
+            part_of.insert(m.id, i % parts);
+            split[i % parts].new_models.push(m);
+        }
+        for listing in std::mem::take(&mut self.new_listings) {
+            match part_of.get(&listing.catalog_id) {
+                Some(&p) => split[p].new_listings.push(listing),
+                None => self.new_listings.push(listing),
             }
         }
-        self.new_models = kept;
-        let ids: HashSet<Uuid> = moved.iter().map(|m| m.id).collect();
-        fn take<T>(rows: &mut Vec<T>, moves: impl Fn(&T) -> bool) -> Vec<T> {
-            let (moved, kept) = std::mem::take(rows).into_iter().partition(moves);
-            *rows = kept;
-            moved
+        for change in std::mem::take(&mut self.changes) {
+            match part_of.get(&change.catalog_id) {
+                Some(&p) => split[p].changes.push(change),
+                None => self.changes.push(change),
+            }
         }
-        Writes {
-            generation: self.generation,
-            providers: BTreeSet::new(),
-            new_models: moved,
-            known_models: Vec::new(),
-            aliases: take(&mut self.aliases, |(id, _)| ids.contains(id)),
-            changes: take(&mut self.changes, |c| ids.contains(&c.catalog_id)),
-            new_listings: take(&mut self.new_listings, |l| ids.contains(&l.catalog_id)),
-            known_listings: take(&mut self.known_listings, |l| ids.contains(&l.catalog_id)),
+        let mut copied: HashSet<(Uuid, String, String)> = HashSet::new();
+        for (id, alias) in std::mem::take(&mut self.aliases) {
+            match part_of.get(&id) {
+                Some(&p) => {
+                    if copied.insert((id, alias.alias.clone(), alias.source.clone())) {
+                        split[p].aliases.push((id, alias));
+                    }
+                }
+                None => self.aliases.push((id, alias)),
+            }
         }
+        split
     }
 }
 
@@ -1256,8 +1401,7 @@ impl Store {
         if self.backend == Backend::Postgres {
             sqlx::query(GENERIC_PLANS).execute(&mut **tx).await?;
             if writes.new_models.len() >= WRITE_BESIDE_MIN {
-                let beside = writes.split_new_models();
-                self.write_beside(tx, &writes, &beside).await?;
+                self.write_beside(tx, &mut writes).await?;
                 return Ok(counts);
             }
         }
@@ -1265,40 +1409,43 @@ impl Store {
         Ok(counts)
     }
 
-    /// Writes a PostgreSQL batch on two connections: `writes` in the
-    /// batch's own transaction `tx`, and `beside` (new models only, with
-    /// their listings, history and aliases) in a second transaction at the
-    /// same time, committed before `tx` is. One backend process per
-    /// transaction was the bottleneck of a first import, and its rows'
-    /// generation becomes visible only when `tx` commits the generation
-    /// bump (readers bound what they read by the generation they saw).
-    /// Nothing `beside` writes is locked by `tx`: its models are new, so no
-    /// lock wait can tie the two together (a lock timeout guards the
-    /// assumption). Whenever the second transaction cannot be had or fails,
-    /// `tx` writes its rows itself.
+    /// Writes a PostgreSQL batch on several connections: its new models,
+    /// with their new listings, history rows and aliases, are copied (`COPY`) in
+    /// transactions of their own on up to [`COPY_CONNECTIONS`] connections
+    /// while the batch's own transaction `tx` writes the rest, and they
+    /// commit before `tx` does. Their rows' generation becomes visible only
+    /// when `tx` commits the generation bump (readers bound what they read
+    /// by the generation they saw). Nothing they write is locked by `tx`:
+    /// their models are new, so no lock wait can tie them together (a lock
+    /// timeout guards the assumption). Whatever a copy connection cannot be
+    /// had for, or a copy transaction fails to write, `tx` writes itself.
     async fn write_beside(
         &self,
         tx: &mut Transaction<'_, Any>,
-        writes: &Writes<'_>,
-        beside: &Writes<'_>,
+        writes: &mut Writes<'_>,
     ) -> Result<()> {
-        let spare = tokio::time::timeout(BESIDE_ACQUIRE, self.pool.acquire()).await;
-        let Ok(Ok(mut conn)) = spare else {
-            execute_pipelined(tx, writes.statements()).await?;
-            return execute_pipelined(tx, beside.statements()).await;
-        };
-        let (own, second) = futures::join!(
+        let mut conns = Vec::new();
+        if let Some(pool) = &self.copy_pool {
+            for _ in 0..COPY_CONNECTIONS {
+                match tokio::time::timeout(BESIDE_ACQUIRE, pool.acquire()).await {
+                    Ok(Ok(conn)) => conns.push(conn),
+                    _ => break,
+                }
+            }
+        }
+        let parts = writes.split_new_models(conns.len());
+        let copies = conns.iter_mut().zip(&parts).map(copy_part);
+        let (own, copied) = futures::join!(
             execute_pipelined(tx, writes.statements()),
-            write_second(&mut conn, beside)
+            futures::future::join_all(copies)
         );
         own?;
-        let committed = match second {
-            Ok(second) => second.commit().await.map_err(StoreError::from),
-            Err(e) => Err(e),
-        };
-        if let Err(e) = committed {
-            tracing::warn!(error = %e, "a catalog batch's second transaction failed; writing its rows in the first");
-            execute_pipelined(tx, beside.statements()).await?;
+        let committed = futures::future::join_all(copied.into_iter().map(commit_copy)).await;
+        for (result, part) in committed.into_iter().zip(&parts) {
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "a catalog batch's copy transaction failed; writing its rows in the batch's own");
+                execute_pipelined(tx, part.statements()).await?;
+            }
         }
         Ok(())
     }
@@ -1710,6 +1857,87 @@ mod tests {
                 },
             )
             .await
+    }
+
+    /// A batch's copy parts take every new model round-robin with the
+    /// listings, history rows and aliases that name it (each alias once);
+    /// a known model's rows, and the providers, stay with the batch.
+    #[test]
+    fn new_models_are_dealt_into_copy_parts_with_every_row_that_names_them() {
+        let now = modelplane_domain::time::now();
+        let models: Vec<CatalogModel> = (0..5)
+            .map(|i| CatalogModel::new(Uuid::now_v7(), "p", &format!("m{i}"), now))
+            .collect();
+        let known = CatalogModel::new(Uuid::now_v7(), "p", "known", now);
+        let items: Vec<Incoming> = (0..6).map(|i| incoming(&format!("p/m{i}"))).collect();
+        fn listing(item: &Incoming, id: Uuid, at: Timestamp) -> ListingRow<'_> {
+            ListingRow {
+                source: Source::Huggingface,
+                item,
+                key: item.key(),
+                catalog_id: id,
+                seen_by: Vec::new(),
+                at,
+            }
+        }
+        let change = |id: Uuid| {
+            ChangeRow::new(id, None, "huggingface", ChangeAction::Added, &[], now).expect("row")
+        };
+        let alias = |id: Uuid, name: &str| (id, Alias::new(name.to_owned(), "openrouter"));
+        let mut writes = Writes {
+            generation: 7,
+            providers: BTreeSet::from(["p".to_owned()]),
+            new_models: models.iter().collect(),
+            known_models: vec![&known],
+            aliases: vec![
+                alias(models[0].id, "zero"),
+                alias(models[0].id, "zero"),
+                alias(models[3].id, "three"),
+                alias(known.id, "known"),
+            ],
+            changes: models.iter().map(|m| change(m.id)).collect(),
+            new_listings: (0..5)
+                .map(|i| listing(&items[i], models[i].id, now))
+                .collect(),
+            known_listings: vec![listing(&items[5], known.id, now)],
+        };
+        let parts = writes.split_new_models(2);
+        assert_eq!(parts.len(), 2);
+        let ids = |ms: &[&CatalogModel]| ms.iter().map(|m| m.model_id.clone()).collect::<Vec<_>>();
+        assert_eq!(ids(&parts[0].new_models), ["m0", "m2", "m4"]);
+        assert_eq!(ids(&parts[1].new_models), ["m1", "m3"]);
+        for part in &parts {
+            assert_eq!(part.generation, 7);
+            let mine: HashSet<Uuid> = part.new_models.iter().map(|m| m.id).collect();
+            assert_eq!(part.new_listings.len(), mine.len());
+            assert!(part
+                .new_listings
+                .iter()
+                .all(|l| mine.contains(&l.catalog_id)));
+            assert_eq!(part.changes.len(), mine.len());
+            assert!(part.changes.iter().all(|c| mine.contains(&c.catalog_id)));
+            assert!(part.providers.is_empty() && part.known_models.is_empty());
+            assert!(part.known_listings.is_empty());
+        }
+        let names = |w: &Writes| {
+            w.aliases
+                .iter()
+                .map(|(_, a)| a.alias.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            names(&parts[0]),
+            ["zero"],
+            "a repeated alias is copied once"
+        );
+        assert_eq!(names(&parts[1]), ["three"]);
+        assert!(writes.new_models.is_empty() && writes.new_listings.is_empty());
+        assert!(writes.changes.is_empty());
+        assert_eq!(names(&writes), ["known"]);
+        assert_eq!(ids(&writes.known_models), ["known"]);
+        assert_eq!(writes.known_listings.len(), 1);
+        assert_eq!(writes.providers.len(), 1);
+        assert!(writes.split_new_models(0).is_empty());
     }
 
     /// The page cache size of every connection the pool can hand out.

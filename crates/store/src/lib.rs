@@ -12,6 +12,7 @@ mod agents;
 mod audit;
 mod catalog;
 mod catalog_index;
+mod copy;
 mod departments;
 mod drafts;
 mod facets;
@@ -146,6 +147,9 @@ pub struct Store {
     catalog_index: std::sync::Arc<catalog_index::CatalogIndex>,
     /// Background WAL checkpoints of bulk ingestion (SQLite).
     checkpoints: std::sync::Arc<catalog::Checkpoints>,
+    /// PostgreSQL connections for bulk `COPY`s of an ingestion batch's new
+    /// rows (which the `Any` driver cannot send), opened when first used.
+    copy_pool: Option<sqlx::PgPool>,
 }
 
 impl std::fmt::Debug for Store {
@@ -177,12 +181,22 @@ impl Store {
         .connect_with(options)
         .await?;
         let search = (backend == Backend::Sqlite).then(Default::default);
+        let copy_pool = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => Some(
+                sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(catalog::COPY_CONNECTIONS)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect_lazy_with(sqlx::postgres::PgConnectOptions::from_str(&url)?),
+            ),
+        };
         Ok(Self {
             pool,
             backend,
             search,
             catalog_index: Default::default(),
             checkpoints: Default::default(),
+            copy_pool,
         })
     }
 
@@ -212,6 +226,7 @@ impl Store {
             search: None,
             catalog_index: Default::default(),
             checkpoints: Default::default(),
+            copy_pool: None,
         }
     }
 
@@ -260,6 +275,9 @@ impl Store {
 
     pub async fn close(&self) {
         self.pool.close().await;
+        if let Some(copies) = &self.copy_pool {
+            copies.close().await;
+        }
     }
 
     /// Starts a write transaction. SQLite takes its write lock up front

@@ -8,6 +8,8 @@ use std::fmt::Write;
 use sqlx::any::AnyArguments;
 use sqlx::{Any, Arguments, Encode, Type};
 
+use crate::copy::Cell;
+
 pub(crate) struct Sql {
     text: String,
     args: AnyArguments<'static>,
@@ -52,6 +54,22 @@ impl Sql {
             Some(v) => self.bind(v),
             None => self.bind(None::<f32>),
         }
+    }
+
+    /// Appends `(…, …)`: a placeholder for each cell of a row.
+    pub(crate) fn bind_row(&mut self, cells: impl IntoIterator<Item = Cell>) -> &mut Self {
+        self.push("(");
+        for (i, cell) in cells.into_iter().enumerate() {
+            if i > 0 {
+                self.push(", ");
+            }
+            match cell {
+                Cell::Text(v) => self.bind(v),
+                Cell::Int(v) => self.bind(v),
+                Cell::Float(v) => self.bind_f64(v),
+            };
+        }
+        self.push(")")
     }
 
     /// Appends `(…, …)` placeholders for every value, comma separated.

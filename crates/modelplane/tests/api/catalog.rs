@@ -153,6 +153,7 @@ both_backends_with!(
     replicas_sharing_a_database_run_a_source_one_at_a_time,
     hub_repos_stay_distinct_models_whatever_their_names,
     a_large_first_import_lands_whole_in_one_generation_on_every_replica,
+    every_character_a_source_sends_arrives_unchanged,
 );
 
 async fn hub_repos_stay_distinct_models_whatever_their_names(backend: Backend) {
@@ -183,10 +184,6 @@ async fn hub_repos_stay_distinct_models_whatever_their_names(backend: Backend) {
     assert_eq!(list["models"][0]["license"], "mit");
 }
 
-/// A first import big enough that PostgreSQL writes half of each batch's
-/// new models on a second connection: every model arrives with its listing
-/// and history row, all stamped with the batch's one generation, and a
-/// second replica's catalog lists show all of them.
 /// The Hub's `/api/models` answering `repos` (a JSON array) in one page.
 async fn hub_fixture(repos: Value) -> String {
     let router = Router::new().route(
@@ -207,6 +204,10 @@ async fn many_repos_fixture(n: i64) -> String {
     hub_fixture(Value::Array(repos)).await
 }
 
+/// A first import big enough that PostgreSQL copies each batch's new models
+/// on two connections of their own: every model arrives with its listing
+/// and history row, all stamped with the batch's one generation, and a
+/// second replica's catalog lists show all of them.
 async fn a_large_first_import_lands_whole_in_one_generation_on_every_replica(backend: Backend) {
     const REPOS: i64 = 5_000;
     let base = many_repos_fixture(REPOS).await;
@@ -243,7 +244,7 @@ async fn a_large_first_import_lands_whole_in_one_generation_on_every_replica(bac
         .expect("generations");
     assert_eq!(generations, 1, "one batch, one generation");
     if backend == Backend::Postgres {
-        // Written by two transactions (each row's xmin), half and half.
+        // Copied by two transactions (each row's xmin), half and half.
         let writers: Vec<i64> = sqlx::query_scalar(
             "SELECT COUNT(*) FROM catalog_models GROUP BY xmin::text ORDER BY 1",
         )
@@ -266,12 +267,13 @@ async fn a_large_first_import_lands_whole_in_one_generation_on_every_replica(bac
     assert_eq!(catalog_rows(&app).await, vec![REPOS, REPOS, 0, REPOS, 1]);
 }
 
-/// On PostgreSQL, when a batch's second transaction cannot write (here
-/// another session's uncommitted insert of one of its models holds it past
-/// its lock timeout), the first transaction writes those rows itself: the
-/// run completes whole, every model from that one transaction.
+/// On PostgreSQL, when one of a batch's copy transactions cannot write
+/// (here another session's uncommitted insert of one of its models holds it
+/// past its lock timeout), the batch's own transaction writes those rows
+/// itself: the run completes whole, half the models copied and the other
+/// half written by the transaction that took the generation.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failed_second_transaction_leaves_its_rows_to_the_first() {
+async fn a_failed_copy_leaves_its_rows_to_the_batchs_own_transaction() {
     const REPOS: i64 = 4_000;
     let base = many_repos_fixture(REPOS).await;
     let Some(app) = TestApp::spawn_with(Backend::Postgres, |c| {
@@ -282,7 +284,7 @@ async fn a_failed_second_transaction_leaves_its_rows_to_the_first() {
         return;
     };
     // `org1/model-1`: the second new model of the batch, which the second
-    // transaction writes.
+    // copy transaction writes.
     let mut blocker = app.database().await;
     sqlx::query("BEGIN")
         .execute(&mut blocker)
@@ -301,7 +303,7 @@ async fn a_failed_second_transaction_leaves_its_rows_to_the_first() {
         .post("/api/v1/admin/ingest/huggingface", json!({}))
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{started}");
-    // Past the second transaction's 5 s lock timeout, then out of the way.
+    // Past the copy's 5 s lock timeout, then out of the way.
     tokio::time::sleep(Duration::from_secs(7)).await;
     sqlx::query("ROLLBACK")
         .execute(&mut blocker)
@@ -312,12 +314,110 @@ async fn a_failed_second_transaction_leaves_its_rows_to_the_first() {
     assert_eq!(run["ingestion_run"]["models_added"], REPOS, "{run}");
     assert_eq!(catalog_rows(&app).await, vec![REPOS, REPOS, 0, REPOS, 1]);
     let mut db = app.database().await;
-    let writers: Vec<i64> =
-        sqlx::query_scalar("SELECT COUNT(*) FROM catalog_models GROUP BY xmin::text")
-            .fetch_all(&mut db)
+    let writers: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT xmin::text, COUNT(*) FROM catalog_models GROUP BY xmin::text ORDER BY 1",
+    )
+    .fetch_all(&mut db)
+    .await
+    .expect("writers");
+    let counts: Vec<i64> = writers.iter().map(|(_, n)| *n).collect();
+    assert_eq!(counts, vec![REPOS / 2, REPOS / 2], "{writers:?}");
+    let generation_writer: String = sqlx::query_scalar("SELECT xmin::text FROM catalog_state")
+        .fetch_one(&mut db)
+        .await
+        .expect("the generation's writer");
+    let blocked: String =
+        sqlx::query_scalar("SELECT xmin::text FROM catalog_models WHERE model_id = 'org1/model-1'")
+            .fetch_one(&mut db)
             .await
-            .expect("writers");
-    assert_eq!(writers, vec![REPOS], "one transaction wrote them all");
+            .expect("the blocked model");
+    assert_eq!(
+        blocked, generation_writer,
+        "the blocked copy's models were written by the batch's own transaction"
+    );
+}
+
+/// Whatever characters a source sends arrive unchanged, whether a batch's
+/// rows go in as bound parameters or (PostgreSQL, 2,000 new models and
+/// more) as `COPY` text, where tabs, newlines and backslashes are syntax.
+async fn every_character_a_source_sends_arrives_unchanged(backend: Backend) {
+    const REPOS: i64 = 2_500;
+    let hostile = [
+        "org/tab\there",
+        "org/new\nline",
+        "org/carriage\rreturn",
+        "org/back\\slash",
+        "org/\\N",
+        "org/\\.",
+        "org/quote'\"double",
+        "org/café-✓-模型",
+        "org/trailing\\",
+    ];
+    let mut repos: Vec<Value> = hostile
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            json!({"id": id, "downloads": 1_000_000 - i as i64, "pipeline_tag": "text-generation",
+                   "tags": [format!("license:{id}")]})
+        })
+        .collect();
+    repos.extend(
+        (hostile.len() as i64..REPOS)
+            .map(|i| json!({"id": format!("org/model-{i}"), "downloads": i})),
+    );
+    let base = hub_fixture(Value::Array(repos)).await;
+    let Some(app) =
+        TestApp::spawn_with(backend, |c| configure_source(c, "huggingface", &base, None)).await
+    else {
+        return;
+    };
+    let run = ingest(&app, "huggingface").await;
+    assert_eq!(run["ingestion_run"]["models_added"], REPOS, "{run}");
+    let (status, list) = app
+        .get(&format!(
+            "/api/v1/catalog/models?provider=huggingface&sort=-downloads&limit={}",
+            hostile.len()
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    let models = list["models"].as_array().expect("models");
+    let listed: Vec<&str> = models
+        .iter()
+        .map(|m| m["model_id"].as_str().expect("model_id"))
+        .collect();
+    assert_eq!(listed, hostile);
+    let licenses: Vec<&str> = models
+        .iter()
+        .map(|m| m["license"].as_str().expect("license"))
+        .collect();
+    assert_eq!(licenses, hostile, "a fact inside the facts JSON");
+    let mut db = app.database().await;
+    for id in &hostile {
+        let raw: String = sqlx::query_scalar(
+            "SELECT l.raw FROM catalog_listings l JOIN catalog_models m ON m.id = l.catalog_id \
+             WHERE m.model_id = $1",
+        )
+        .bind(id)
+        .fetch_one(&mut db)
+        .await
+        .expect("the listing");
+        let raw: Value = serde_json::from_str(&raw).expect("the raw entry is JSON");
+        assert_eq!(raw["id"], *id, "{raw}");
+    }
+    if backend == Backend::Postgres {
+        // Copied, not written by the batch's own transaction after a failed
+        // copy (which would have hidden a mistake in the encoding).
+        let written_by_the_batch: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM catalog_models \
+             WHERE xmin::text = (SELECT xmin::text FROM catalog_state)",
+        )
+        .fetch_one(&mut db)
+        .await
+        .expect("count");
+        assert_eq!(written_by_the_batch, 0);
+    }
+    let again = ingest(&app, "huggingface").await;
+    assert_eq!(again["ingestion_run"]["models_unchanged"], REPOS, "{again}");
 }
 
 async fn replicas_sharing_a_database_run_a_source_one_at_a_time(backend: Backend) {
