@@ -12,6 +12,7 @@
 //! run in the fetch phase, before anything is written.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::BuildHasher;
 use std::io::{BufRead, BufReader, BufWriter, Seek, Write};
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,7 +25,7 @@ use modelplane_domain::ingestion::{IngestionRun, RunCounts, RunTrigger};
 use modelplane_domain::key::Scope;
 use modelplane_domain::time::{self, Timestamp};
 use modelplane_ingest::{PageSink, SourceClient, SourceError, SourceSettings};
-use modelplane_store::{Folded, Incoming, ListingState, Store, StoreError};
+use modelplane_store::{Folded, Incoming, Store, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
@@ -495,7 +496,6 @@ impl Ingestion {
             tempfile::tempfile().map_err(|e| format!("could not create a spool file: {e}"))?;
         let sink = RunSink {
             store: store.clone(),
-            source,
             credential: client.credential_id(),
             spool: BufWriter::new(spool),
             seen: HashSet::new(),
@@ -866,20 +866,19 @@ async fn list_and_compare(
     mut sink: RunSink,
 ) -> std::result::Result<RunSink, String> {
     let (pages, mut received) = tokio::sync::mpsc::channel::<Vec<Hashed>>(2);
+    // The source's stored states are read in one scan while the first pages
+    // are fetched.
+    let stored =
+        AbortOnDropHandle::new(tokio::spawn(StoredStates::load(sink.store.clone(), source)));
     let compare = AbortOnDropHandle::new(tokio::spawn(async move {
-        // The stored states of a page are read while the page before it is
-        // spooled: on PostgreSQL the lookups are round trips that had left
-        // both cores idle a third of an unchanged re-run.
-        let mut pending: Option<(Vec<Hashed>, Lookup)> = None;
+        let stored = match stored.await {
+            Ok(stored) => stored?,
+            Err(join) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
+            Err(join) => return Err(SourceError::Sink(format!("the scan stopped: {join}"))),
+        };
         while let Some(page) = received.recv().await {
             let page = sink.first_seen(page);
-            let lookup = sink.lookup(&page);
-            if let Some((before, stored)) = pending.replace((page, lookup)) {
-                sink.spool_changed(before, stored.states().await?)?;
-            }
-        }
-        if let Some((last, stored)) = pending {
-            sink.spool_changed(last, stored.states().await?)?;
+            sink.spool_changed(page, &stored)?;
         }
         Ok::<_, SourceError>(sink)
     }));
@@ -907,17 +906,54 @@ struct Hashed {
     hash: String,
 }
 
-/// The stored states of one page's records, being read.
-struct Lookup(AbortOnDropHandle<std::result::Result<HashMap<String, ListingState>, SourceError>>);
+/// What a source's listings held when a run started: for each key (by an
+/// 8-byte digest, not its text: a million Hub keys in about 35 MiB), the
+/// record hash as its 16 bytes and the runs that have missed it. Digests of
+/// two keys may collide (about once in 10^7 runs of a million keys); the
+/// record hash covers the key, so a collision can only make a record look
+/// changed (and be written again, as an upsert), never unchanged.
+struct StoredStates {
+    digest: std::hash::RandomState,
+    states: HashMap<u64, StoredState>,
+}
 
-impl Lookup {
-    /// The states, once read.
-    async fn states(self) -> std::result::Result<HashMap<String, ListingState>, SourceError> {
-        match self.0.await {
-            Ok(states) => states,
-            Err(join) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
-            Err(join) => Err(SourceError::Sink(format!("the lookup stopped: {join}"))),
-        }
+#[derive(Debug, Clone, Copy)]
+struct StoredState {
+    /// None for a hash this version does not write (it then never matches).
+    hash: Option<u128>,
+    missed_runs: i64,
+}
+
+impl StoredStates {
+    async fn load(store: Store, source: Source) -> std::result::Result<Self, SourceError> {
+        let mut stored = StoredStates {
+            digest: std::hash::RandomState::new(),
+            states: HashMap::new(),
+        };
+        store
+            .scan_listing_states(source, |key, hash, missed_runs| {
+                let digest = stored.digest.hash_one(key);
+                let hash = hash_bits(hash);
+                stored
+                    .states
+                    .insert(digest, StoredState { hash, missed_runs });
+            })
+            .await
+            .map_err(|e| SourceError::Sink(format!("database error: {e}")))?;
+        Ok(stored)
+    }
+
+    fn get(&self, key: &str) -> Option<StoredState> {
+        self.states.get(&self.digest.hash_one(key)).copied()
+    }
+}
+
+/// A record hash ([`record_hash`]: 32 hex digits) as its 16 bytes.
+fn hash_bits(hex: &str) -> Option<u128> {
+    if hex.len() == 32 {
+        u128::from_str_radix(hex, 16).ok()
+    } else {
+        None
     }
 }
 
@@ -1032,7 +1068,6 @@ fn record_hash(record: &SourceRecord, credential: Option<&str>) -> String {
 /// spools what changed.
 struct RunSink {
     store: Store,
-    source: Source,
     credential: Option<String>,
     spool: BufWriter<std::fs::File>,
     seen: HashSet<String>,
@@ -1055,29 +1090,17 @@ impl RunSink {
         page
     }
 
-    /// Starts reading the stored listing states of a page's records.
-    fn lookup(&self, page: &[Hashed]) -> Lookup {
-        let keys: Vec<String> = page.iter().map(|h| h.key.clone()).collect();
-        let (store, source) = (self.store.clone(), self.source);
-        Lookup(AbortOnDropHandle::new(tokio::spawn(async move {
-            store
-                .listing_states(source, &keys)
-                .await
-                .map_err(|e| SourceError::Sink(format!("database error: {e}")))
-        })))
-    }
-
     /// Spools the page's new or changed records, given their stored states.
     fn spool_changed(
         &mut self,
         page: Vec<Hashed>,
-        stored: HashMap<String, ListingState>,
+        stored: &StoredStates,
     ) -> std::result::Result<(), SourceError> {
         for Hashed { key, record, hash } in page {
-            if stored
-                .get(&key)
-                .is_some_and(|s| s.hash == hash && s.missed_runs == 0)
-            {
+            let state = stored.get(&key);
+            if state.is_some_and(|s| {
+                s.hash.is_some() && s.hash == hash_bits(&hash) && s.missed_runs == 0
+            }) {
                 continue;
             }
             let spooled = Spooled {
@@ -1088,7 +1111,7 @@ impl RunSink {
                 raw: record.raw,
                 hash,
                 credential: self.credential.clone(),
-                listed: stored.contains_key(&key),
+                listed: state.is_some(),
             };
             serde_json::to_writer(&mut self.spool, &spooled)
                 .map_err(|e| SourceError::Sink(format!("could not spool a record: {e}")))?;
@@ -1203,6 +1226,50 @@ mod tests {
         let again = fold(Source::OpenaiApi, now, Some(first), &item);
         assert_eq!(again.action, Some(ChangeAction::Relisted));
         assert!(again.model.listed);
+    }
+
+    #[test]
+    fn a_record_hash_is_kept_as_its_sixteen_bytes_and_anything_else_never_matches() {
+        let record = SourceRecord {
+            provider: "openai".into(),
+            model_id: "a".into(),
+            facts: ModelFacts::default(),
+            aliases: vec![],
+            raw: SourceRecord::raw_of(&serde_json::json!({"id": "a"})),
+        };
+        let hex = record_hash(&record, None);
+        let bits = hash_bits(&hex).expect("a record hash");
+        assert_eq!(format!("{bits:032x}"), hex);
+        for other in [
+            "",
+            "h",
+            "abc",
+            &hex[1..],
+            &format!("{hex}0"),
+            &"zz".repeat(16),
+        ] {
+            assert_eq!(hash_bits(other), None, "{other:?}");
+        }
+    }
+
+    #[test]
+    fn stored_states_answer_by_key_and_know_nothing_of_other_keys() {
+        let mut stored = StoredStates {
+            digest: std::hash::RandomState::new(),
+            states: HashMap::new(),
+        };
+        for (key, hash, missed_runs) in [("p/a", Some(7u128), 0), ("p/b", None, 2)] {
+            let digest = stored.digest.hash_one(key);
+            stored
+                .states
+                .insert(digest, StoredState { hash, missed_runs });
+        }
+        let a = stored.get("p/a").expect("a");
+        assert_eq!((a.hash, a.missed_runs), (Some(7), 0));
+        let b = stored.get("p/b").expect("b");
+        assert_eq!((b.hash, b.missed_runs), (None, 2));
+        assert!(stored.get("p/c").is_none());
+        assert!(stored.get("P/A").is_none(), "keys are exact");
     }
 
     #[test]

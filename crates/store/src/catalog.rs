@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
+use futures::TryStreamExt;
 use sqlx::any::AnyRow;
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, Connection, PgConnection, Postgres, Row, Transaction};
@@ -80,13 +81,6 @@ pub struct ResolveCandidate {
     pub model: CatalogModel,
     pub matched: String,
     pub matched_source: String,
-}
-
-/// A source's listing state of one model, for miss accounting.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ListingState {
-    pub hash: String,
-    pub missed_runs: i64,
 }
 
 /// One changed record of a run, to fold into the catalog.
@@ -1139,43 +1133,28 @@ impl Store {
             .collect()
     }
 
-    /// The listing hashes a source stored for `keys`. The database renders
-    /// the rows of each chunk as one JSON array: decoding a row through the
-    /// `Any` driver costs more than reading it, and a run compares every
-    /// record of a listing.
-    pub async fn listing_states(
+    /// Calls `each` with the key, hash and missed-run count of every
+    /// listing `source` has, streamed from one query. A run compares every
+    /// record it fetches with its stored state: one scan of the source's
+    /// listings costs the database a fraction of what a lookup per key did
+    /// (on PostgreSQL, 1,000-key `IN` lookups spent most of an unchanged
+    /// re-run's database time descending the primary key).
+    pub async fn scan_listing_states(
         &self,
         source: Source,
-        keys: &[String],
-    ) -> Result<HashMap<String, ListingState>> {
-        let mut out = HashMap::with_capacity(keys.len());
-        for chunk in keys.chunks(1000) {
-            let mut sql = Sql::new(match self.backend {
-                Backend::Sqlite => {
-                    "SELECT json_group_array(json_array(model_key, hash, missed_runs)) \
-                     FROM catalog_listings WHERE source = "
-                }
-                Backend::Postgres => {
-                    "SELECT json_agg(json_build_array(model_key, hash, missed_runs))::text \
-                     FROM catalog_listings WHERE source = "
-                }
-            });
-            sql.bind(source.as_str())
-                .push(" AND model_key IN ")
-                .bind_list(chunk.iter().cloned());
-            let (text, args) = sql.build_for(self.backend);
-            let rows: Option<String> = sqlx::query_scalar_with(&text, args)
-                .fetch_one(&self.pool)
-                .await?;
-            // json_agg of no rows is NULL.
-            let Some(rows) = rows else { continue };
-            let rows: Vec<(String, String, i64)> = serde_json::from_str(&rows)
-                .map_err(|e| StoreError::Corrupt(format!("listing states: {e}")))?;
-            for (key, hash, missed_runs) in rows {
-                out.insert(key, ListingState { hash, missed_runs });
-            }
+        mut each: impl FnMut(&str, &str, i64) + Send,
+    ) -> Result<()> {
+        let mut rows = sqlx::query(
+            "SELECT model_key, hash, missed_runs FROM catalog_listings WHERE source = $1",
+        )
+        .bind(source.as_str())
+        .fetch(&self.pool);
+        while let Some(row) = rows.try_next().await? {
+            let key: &str = row.try_get(0)?;
+            let hash: &str = row.try_get(1)?;
+            each(key, hash, row.try_get(2)?);
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Folds one batch of a run into the catalog in one transaction: each

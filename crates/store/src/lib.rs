@@ -44,7 +44,7 @@ use audit::insert as insert_audit;
 pub use audit::AuditFilter;
 pub use catalog::{
     BatchCounts, CatalogFilter, CatalogSort, CatalogSortKey, Folded, Incoming, Listing,
-    ListingState, ProviderSummary, ResolveCandidate,
+    ProviderSummary, ResolveCandidate,
 };
 pub use departments::DEPARTMENTS_TABLE;
 pub use facets::{FacetValue, ModelFacets, ModelGroup};
