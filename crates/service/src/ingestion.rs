@@ -1228,15 +1228,20 @@ mod tests {
         assert!(again.model.listed);
     }
 
-    #[test]
-    fn a_record_hash_is_kept_as_its_sixteen_bytes_and_anything_else_never_matches() {
-        let record = SourceRecord {
+    /// An OpenAI listing record of model `a`.
+    fn record_a() -> SourceRecord {
+        SourceRecord {
             provider: "openai".into(),
             model_id: "a".into(),
             facts: ModelFacts::default(),
             aliases: vec![],
             raw: SourceRecord::raw_of(&serde_json::json!({"id": "a"})),
-        };
+        }
+    }
+
+    #[test]
+    fn a_record_hash_is_kept_as_its_sixteen_bytes_and_anything_else_never_matches() {
+        let record = record_a();
         let hex = record_hash(&record, None);
         let bits = hash_bits(&hex).expect("a record hash");
         assert_eq!(format!("{bits:032x}"), hex);
@@ -1274,13 +1279,7 @@ mod tests {
 
     #[test]
     fn record_hashes_change_with_content_and_credential() {
-        let record = SourceRecord {
-            provider: "openai".into(),
-            model_id: "a".into(),
-            facts: ModelFacts::default(),
-            aliases: vec![],
-            raw: SourceRecord::raw_of(&serde_json::json!({"id": "a"})),
-        };
+        let record = record_a();
         let h1 = record_hash(&record, None);
         assert_eq!(h1, record_hash(&record.clone(), None));
         let other = SourceRecord {
