@@ -154,6 +154,7 @@ both_backends_with!(
     hub_repos_stay_distinct_models_whatever_their_names,
     a_large_first_import_lands_whole_in_one_generation_on_every_replica,
     every_character_a_source_sends_arrives_unchanged,
+    a_large_batch_of_a_folding_source_is_copied_whole,
 );
 
 async fn hub_repos_stay_distinct_models_whatever_their_names(backend: Backend) {
@@ -334,6 +335,61 @@ async fn a_failed_copy_leaves_its_rows_to_the_batchs_own_transaction() {
     assert_eq!(
         blocked, generation_writer,
         "the blocked copy's models were written by the batch's own transaction"
+    );
+}
+
+/// A large first listing of a source whose models fold by normalized id
+/// (models.dev, 2,500 models) is written whole; on PostgreSQL its new models
+/// are copied beside the batch's own transaction, not written by it.
+async fn a_large_batch_of_a_folding_source_is_copied_whole(backend: Backend) {
+    const MODELS: i64 = 2_500;
+    let models: serde_json::Map<String, Value> = (0..MODELS)
+        .map(|i| {
+            let id = format!("model-{i}");
+            (
+                id.clone(),
+                json!({"id": id, "name": format!("Model {i}"), "limit": {"context": 1000 + i}}),
+            )
+        })
+        .collect();
+    let document = json!({"acme": {"id": "acme", "name": "Acme", "models": models}});
+    let router = Router::new().route(
+        "/api.json",
+        get(move || {
+            let document = document.clone();
+            async move { Json(document) }
+        }),
+    );
+    let base = serve_fixture(router).await;
+    let Some(app) =
+        TestApp::spawn_with(backend, |c| configure_source(c, "models-dev", &base, None)).await
+    else {
+        return;
+    };
+    let run = ingest(&app, "models-dev").await;
+    assert_eq!(run["ingestion_run"]["status"], "completed", "{run}");
+    assert_eq!(run["ingestion_run"]["models_added"], MODELS, "{run}");
+    assert_eq!(catalog_rows(&app).await, vec![MODELS, MODELS, 0, MODELS, 1]);
+    let (status, model) = app
+        .get("/api/v1/catalog/models?provider=acme&search=model-2499")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{model}");
+    assert_eq!(model["models"][0]["context_window"], 3499, "{model}");
+    if backend == Backend::Postgres {
+        let mut db = app.database().await;
+        let written_by_the_batch: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM catalog_models \
+             WHERE xmin::text = (SELECT xmin::text FROM catalog_state)",
+        )
+        .fetch_one(&mut db)
+        .await
+        .expect("count");
+        assert_eq!(written_by_the_batch, 0, "copied on the copy connections");
+    }
+    let again = ingest(&app, "models-dev").await;
+    assert_eq!(
+        again["ingestion_run"]["models_unchanged"], MODELS,
+        "{again}"
     );
 }
 
