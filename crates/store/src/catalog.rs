@@ -605,7 +605,8 @@ const BESIDE_LOCK_TIMEOUT: &str = "SET LOCAL lock_timeout = '5s'";
 const COPY_CHUNK: usize = 256 * 1024;
 
 /// Opens a transaction on `conn` and copies `part` (new models with their
-/// new listings and history rows) into it, leaving the commit to the caller.
+/// new listings, history rows and aliases) into it, leaving the commit to
+/// the caller.
 async fn copy_part<'c>(
     (conn, part): (&'c mut PoolConnection<Postgres>, &Writes<'_>),
 ) -> Result<Transaction<'c, Postgres>> {
