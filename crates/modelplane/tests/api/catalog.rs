@@ -164,9 +164,7 @@ async fn hub_repos_stay_distinct_models_whatever_their_names(backend: Backend) {
         {"id": "other/llama-7b-chat", "downloads": 1}
     ]);
     let base = hub_fixture(repos).await;
-    let Some(app) =
-        TestApp::spawn_with(backend, |c| configure_source(c, "huggingface", &base, None)).await
-    else {
+    let Some(app) = spawn_with_source(backend, "huggingface", &base).await else {
         return;
     };
     let run = ingest(&app, "huggingface").await;
@@ -185,16 +183,39 @@ async fn hub_repos_stay_distinct_models_whatever_their_names(backend: Backend) {
     assert_eq!(list["models"][0]["license"], "mit");
 }
 
-/// The Hub's `/api/models` answering `repos` (a JSON array) in one page.
-async fn hub_fixture(repos: Value) -> String {
+/// A fixture answering `document` at `path`.
+async fn json_fixture(path: &'static str, document: Value) -> String {
     let router = Router::new().route(
-        "/api/models",
+        path,
         get(move || {
-            let repos = repos.clone();
-            async move { Json(repos) }
+            let document = document.clone();
+            async move { Json(document) }
         }),
     );
     serve_fixture(router).await
+}
+
+/// The Hub's `/api/models` answering `repos` (a JSON array) in one page.
+async fn hub_fixture(repos: Value) -> String {
+    json_fixture("/api/models", repos).await
+}
+
+/// The server with source `slug` pointed at `base` (no key); None when the
+/// backend is not reachable here.
+async fn spawn_with_source(backend: Backend, slug: &str, base: &str) -> Option<TestApp> {
+    TestApp::spawn_with(backend, |c| configure_source(c, slug, base, None)).await
+}
+
+/// How many catalog models the transaction holding the generation (the
+/// batch's own) wrote, rather than a copy beside it (PostgreSQL).
+async fn models_written_by_the_generation_holder(app: &TestApp) -> i64 {
+    sqlx::query_scalar(
+        "SELECT COUNT(*) FROM catalog_models \
+         WHERE xmin::text = (SELECT xmin::text FROM catalog_state)",
+    )
+    .fetch_one(&mut app.database().await)
+    .await
+    .expect("count")
 }
 
 /// A Hub listing `n` repos, `org{i % 7}/model-{i}` with `i` downloads, in one page.
@@ -212,9 +233,7 @@ async fn many_repos_fixture(n: i64) -> String {
 async fn a_large_first_import_lands_whole_in_one_generation_on_every_replica(backend: Backend) {
     const REPOS: i64 = 5_000;
     let base = many_repos_fixture(REPOS).await;
-    let Some(app) =
-        TestApp::spawn_with(backend, |c| configure_source(c, "huggingface", &base, None)).await
-    else {
+    let Some(app) = spawn_with_source(backend, "huggingface", &base).await else {
         return;
     };
     let other = app.replica("replica-b").await;
@@ -353,17 +372,8 @@ async fn a_large_batch_of_a_folding_source_is_copied_whole(backend: Backend) {
         })
         .collect();
     let document = json!({"acme": {"id": "acme", "name": "Acme", "models": models}});
-    let router = Router::new().route(
-        "/api.json",
-        get(move || {
-            let document = document.clone();
-            async move { Json(document) }
-        }),
-    );
-    let base = serve_fixture(router).await;
-    let Some(app) =
-        TestApp::spawn_with(backend, |c| configure_source(c, "models-dev", &base, None)).await
-    else {
+    let base = json_fixture("/api.json", document).await;
+    let Some(app) = spawn_with_source(backend, "models-dev", &base).await else {
         return;
     };
     let run = ingest(&app, "models-dev").await;
@@ -376,15 +386,11 @@ async fn a_large_batch_of_a_folding_source_is_copied_whole(backend: Backend) {
     assert_eq!(status, StatusCode::OK, "{model}");
     assert_eq!(model["models"][0]["context_window"], 3499, "{model}");
     if backend == Backend::Postgres {
-        let mut db = app.database().await;
-        let written_by_the_batch: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM catalog_models \
-             WHERE xmin::text = (SELECT xmin::text FROM catalog_state)",
-        )
-        .fetch_one(&mut db)
-        .await
-        .expect("count");
-        assert_eq!(written_by_the_batch, 0, "copied on the copy connections");
+        assert_eq!(
+            models_written_by_the_generation_holder(&app).await,
+            0,
+            "copied on the copy connections"
+        );
     }
     let again = ingest(&app, "models-dev").await;
     assert_eq!(
@@ -422,9 +428,7 @@ async fn every_character_a_source_sends_arrives_unchanged(backend: Backend) {
             .map(|i| json!({"id": format!("org/model-{i}"), "downloads": i})),
     );
     let base = hub_fixture(Value::Array(repos)).await;
-    let Some(app) =
-        TestApp::spawn_with(backend, |c| configure_source(c, "huggingface", &base, None)).await
-    else {
+    let Some(app) = spawn_with_source(backend, "huggingface", &base).await else {
         return;
     };
     let run = ingest(&app, "huggingface").await;
@@ -463,14 +467,7 @@ async fn every_character_a_source_sends_arrives_unchanged(backend: Backend) {
     if backend == Backend::Postgres {
         // Copied, not written by the batch's own transaction after a failed
         // copy (which would have hidden a mistake in the encoding).
-        let written_by_the_batch: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM catalog_models \
-             WHERE xmin::text = (SELECT xmin::text FROM catalog_state)",
-        )
-        .fetch_one(&mut db)
-        .await
-        .expect("count");
-        assert_eq!(written_by_the_batch, 0);
+        assert_eq!(models_written_by_the_generation_holder(&app).await, 0);
     }
     let again = ingest(&app, "huggingface").await;
     assert_eq!(again["ingestion_run"]["models_unchanged"], REPOS, "{again}");

@@ -19,8 +19,8 @@
 //! order: once a reader sees generation G, every generation up to G has
 //! committed. A reader compares G with the generation it has applied and
 //! re-reads the rows stamped since, up to G (index `catalog_models_gen`).
-//! A PostgreSQL ingestion batch also writes half of its new models in a
-//! second transaction that commits just before the one holding the lock;
+//! A large PostgreSQL ingestion batch also copies its new models in
+//! transactions beside it that commit just before the one holding the lock;
 //! those rows carry the lock holder's generation, so no reader takes them
 //! before it has committed (or, should it fail, before the next writer
 //! commits the same generation number with them). Catalog
@@ -125,9 +125,9 @@ impl CatalogIndex {
         }
         // Rows read after `generation` was: every generation up to it has
         // committed, so they hold all of its writes. Rows of a later
-        // generation wait for it: a PostgreSQL batch commits part of its
-        // rows in a second transaction just before its own commit bumps the
-        // generation, and their seqs interleave with the rest.
+        // generation wait for it: a PostgreSQL batch commits its copied
+        // rows in transactions beside it just before its own commit bumps
+        // the generation, and their seqs interleave with the rest.
         let text = format!(
             "SELECT {DOC_COLUMNS} FROM catalog_models WHERE gen > $1 AND gen <= $2 ORDER BY seq"
         );
