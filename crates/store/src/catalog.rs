@@ -1996,7 +1996,7 @@ mod tests {
     }
 
     /// Rows stamped with a generation whose bump has not committed (a
-    /// PostgreSQL batch's second transaction commits just before the lock
+    /// PostgreSQL batch's copy transactions commit just before the lock
     /// holder does) wait for it: a catch-up to the generation before takes
     /// the rest, and them only once their own has committed.
     #[tokio::test]
