@@ -648,6 +648,13 @@ macro_rules! fact_fields {
             }
         }
 
+        /// Copies `incoming`'s value of `field` into `facts`, unreported.
+        fn take(field: Field, incoming: &ModelFacts, facts: &mut ModelFacts) {
+            match field {
+                $(Field::$variant => facts.$name.clone_from(&incoming.$name),)*
+            }
+        }
+
         /// Every field, by JSON name: the order in which a merge reports
         /// changes (the order of a JSON map of [`ModelFacts`]).
         const FIELDS_BY_NAME: [Field; Field::ALL.len()] = [$(Field::$variant),*];
@@ -757,6 +764,35 @@ pub fn merge(
         facts,
         provenance,
         changes,
+    }
+}
+
+/// The facts of a model `source` adds to the catalog: every field the record
+/// sets and the source owns, each with its provenance. It is what [`merge`]
+/// gives for empty facts, without the change list an added model does not
+/// report (the fold of a first import spent a third of its time making it).
+pub fn adopt(incoming: &ModelFacts, source: Source, at: Timestamp) -> Merged {
+    let mut facts = ModelFacts::default();
+    let mut provenance = Provenance::new();
+    for field in FIELDS_BY_NAME {
+        if matches!(compare(field, incoming, &facts), Incoming::Silent)
+            || field.rank(source).is_none()
+        {
+            continue;
+        }
+        take(field, incoming, &mut facts);
+        provenance.insert(
+            field.as_str().to_owned(),
+            FieldOrigin {
+                source: source.as_str().to_owned(),
+                at,
+            },
+        );
+    }
+    Merged {
+        facts,
+        provenance,
+        changes: Vec::new(),
     }
 }
 
@@ -1227,10 +1263,42 @@ mod tests {
             assert_eq!(map.len(), 1, "{field:?}");
             assert_eq!(map.get(field.as_str()), Some(&after), "{field:?}");
             assert!(matches!(compare(field, &full, &facts), Incoming::Same));
+            let mut taken = ModelFacts::default();
+            take(field, &full, &mut taken);
+            assert_eq!(taken, facts, "{field:?}");
             assert!(matches!(
                 compare(field, &ModelFacts::default(), &facts),
                 Incoming::Silent
             ));
+        }
+    }
+
+    #[test]
+    fn adopting_a_record_gives_what_merging_it_into_empty_facts_gives_without_changes() {
+        let full: ModelFacts = serde_json::from_value(serde_json::json!({
+            "display_name": "d", "description": "d", "family": "f",
+            "modalities_in": ["text"], "modalities_out": ["text"],
+            "context_window": 1, "max_output_tokens": 1,
+            "pricing": {"input": 1.0, "currency": "USD"},
+            "capabilities": {"tools": true}, "open_weights": true,
+            "parameter_count": 1, "license": "l", "release_date": "2025-01-01",
+            "lifecycle": "deprecated", "downloads": 1, "likes": 1
+        }))
+        .expect("facts");
+        for source in Source::ALL {
+            for incoming in [&full, &ModelFacts::default()] {
+                let merged = merge(
+                    &ModelFacts::default(),
+                    &Provenance::new(),
+                    incoming,
+                    source,
+                    at(7),
+                );
+                let adopted = adopt(incoming, source, at(7));
+                assert_eq!(adopted.facts, merged.facts, "{source:?}");
+                assert_eq!(adopted.provenance, merged.provenance, "{source:?}");
+                assert!(adopted.changes.is_empty());
+            }
         }
     }
 

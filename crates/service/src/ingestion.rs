@@ -19,7 +19,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use modelplane_domain::catalog::{
-    merge, model_key, CatalogModel, ChangeAction, FieldChange, Lifecycle, Source, SourceRecord,
+    adopt, merge, model_key, CatalogModel, ChangeAction, FieldChange, Lifecycle, Source,
+    SourceRecord,
 };
 use modelplane_domain::ingestion::{IngestionRun, RunCounts, RunTrigger};
 use modelplane_domain::key::Scope;
@@ -769,7 +770,11 @@ fn fold(source: Source, now: Timestamp, current: Option<CatalogModel>, item: &In
     let is_new = current.is_none();
     let mut model = current
         .unwrap_or_else(|| CatalogModel::new(crate::new_id(), &item.provider, &item.model_id, now));
-    let mut merged = merge(&model.facts, &model.provenance, &item.facts, source, now);
+    let mut merged = if is_new {
+        adopt(&item.facts, source, now)
+    } else {
+        merge(&model.facts, &model.provenance, &item.facts, source, now)
+    };
     let before = model.lifecycle();
     let after = merged.facts.lifecycle.unwrap_or(Lifecycle::Active);
     if !before.can_become(after) {

@@ -711,6 +711,159 @@ fn encode_chunk<T, const N: usize>(
     Ok(chunk.take())
 }
 
+/// A batch's records folded one at a time into their models (`fold`, the
+/// service's merge), collecting the rows each record gives besides its
+/// model: history, aliases and its listing.
+struct Folding<'a, F> {
+    source: Source,
+    run_id: Option<i64>,
+    now: Timestamp,
+    fold: F,
+    /// The credentials stored listings were seen by, by key.
+    credentials: HashMap<String, Vec<String>>,
+    /// Which model each key folds into.
+    target: HashMap<String, Uuid>,
+    /// Every model's latest state.
+    latest: HashMap<Uuid, CatalogModel>,
+    counts: BatchCounts,
+    changes: Vec<ChangeRow>,
+    aliases: Vec<(Uuid, Alias)>,
+    listings: Vec<ListingRow<'a>>,
+}
+
+impl<'a, F> Folding<'a, F>
+where
+    F: Fn(Option<CatalogModel>, &Incoming) -> Folded,
+{
+    /// Folds one record (`key` is its key) into its model, which stays in
+    /// `latest`. Returns the model's id and, when the record changed the
+    /// model (so it is written), whether the model is new.
+    fn fold(&mut self, item: &'a Incoming, key: String) -> Result<(Uuid, Option<bool>)> {
+        let current = self.target.get(&key).and_then(|id| self.latest.remove(id));
+        let folded = (self.fold)(current, item);
+        match folded.action {
+            Some(ChangeAction::Added) => self.counts.added += 1,
+            Some(_) => self.counts.updated += 1,
+            None => self.counts.unchanged += 1,
+        }
+        let id = folded.model.id;
+        if let Some(action) = folded.action {
+            if action != ChangeAction::Updated || !folded.changes.is_empty() {
+                self.changes.push(ChangeRow::new(
+                    id,
+                    self.run_id,
+                    self.source.as_str(),
+                    action,
+                    &folded.changes,
+                    self.now,
+                )?);
+            }
+        }
+        if folded.model.model_id != item.model_id {
+            self.aliases
+                .push((id, Alias::new(item.model_id.clone(), self.source.as_str())));
+        }
+        for alias in &item.aliases {
+            self.aliases.push((id, alias.clone()));
+        }
+        let mut seen_by: BTreeSet<String> = self
+            .credentials
+            .get(&key)
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        if let Some(c) = &item.credential {
+            seen_by.insert(c.clone());
+        }
+        self.listings.push(ListingRow {
+            source: self.source,
+            item,
+            key: key.clone(),
+            catalog_id: id,
+            seen_by: seen_by.into_iter().collect(),
+            at: self.now,
+        });
+        self.target.insert(key, id);
+        let changed = folded.action.map(|a| a == ChangeAction::Added);
+        self.latest.insert(id, folded.model);
+        Ok((id, changed))
+    }
+
+    /// The listings so far, taken: those the source had no listing for
+    /// (inserted) and those it had (upserted).
+    fn listings_by_kind(&mut self) -> (Vec<ListingRow<'a>>, Vec<ListingRow<'a>>) {
+        let credentials = &self.credentials;
+        std::mem::take(&mut self.listings)
+            .into_iter()
+            .partition(|l| !credentials.contains_key(&l.key))
+    }
+}
+
+/// The model statements of a batch whose records each have a model of
+/// their own, folded as [`execute_pipelined`] asks for the next statement:
+/// a model is final once its record is folded, so each full statement's
+/// worth is written while the next records are folded.
+struct FoldedModels<'f, 'a, F> {
+    folding: &'f mut Folding<'a, F>,
+    items: std::slice::Iter<'a, Incoming>,
+    /// The key of each item.
+    keys: std::vec::IntoIter<String>,
+    generation: i64,
+    new_models: Vec<CatalogModel>,
+    known_models: Vec<CatalogModel>,
+}
+
+impl<F> FoldedModels<'_, '_, F> {
+    fn flush(&mut self, known: bool) -> Result<Sql> {
+        let models = std::mem::take(if known {
+            &mut self.known_models
+        } else {
+            &mut self.new_models
+        });
+        let refs: Vec<&CatalogModel> = models.iter().collect();
+        models_statement(&refs, self.generation, known)
+    }
+}
+
+impl<F> Iterator for FoldedModels<'_, '_, F>
+where
+    F: Fn(Option<CatalogModel>, &Incoming) -> Folded,
+{
+    type Item = Result<Sql>;
+
+    fn next(&mut self) -> Option<Result<Sql>> {
+        loop {
+            if self.new_models.len() >= MODELS_PER_STATEMENT {
+                return Some(self.flush(false));
+            }
+            if self.known_models.len() >= MODELS_PER_STATEMENT {
+                return Some(self.flush(true));
+            }
+            let Some((item, key)) = self.items.next().zip(self.keys.next()) else {
+                if !self.new_models.is_empty() {
+                    return Some(self.flush(false));
+                }
+                if !self.known_models.is_empty() {
+                    return Some(self.flush(true));
+                }
+                return None;
+            };
+            let (id, changed) = match self.folding.fold(item, key) {
+                Ok(folded) => folded,
+                Err(e) => return Some(Err(e)),
+            };
+            // No later record of the batch folds into this model.
+            let model = self.folding.latest.remove(&id);
+            match (changed, model) {
+                (Some(true), Some(model)) => self.new_models.push(model),
+                (Some(false), Some(model)) => self.known_models.push(model),
+                _ => {}
+            }
+        }
+    }
+}
+
 /// Everything one ingestion batch writes, in the order it is written.
 #[derive(Default)]
 struct Writes<'a> {
@@ -1298,95 +1451,101 @@ impl Store {
             insert_aliases(tx, &[(*id, Alias::new(old, "former-id"))]).await?;
         }
         let credentials = self.listing_credentials(tx, source, batch).await?;
-        let mut counts = BatchCounts::default();
-        let mut written_ids: Vec<Uuid> = Vec::new();
-        let mut written: HashSet<Uuid> = HashSet::new();
-        let mut changes = Vec::new();
-        let mut aliases = Vec::new();
-        let mut providers = BTreeSet::new();
-        let mut listings = Vec::with_capacity(batch.len());
-        let mut added: HashSet<Uuid> = HashSet::new();
-        for item in batch {
-            let key = item.key();
-            let current = target.get(&key).and_then(|id| latest.remove(id));
-            let folded = fold(current, item);
-            match folded.action {
-                Some(ChangeAction::Added) => counts.added += 1,
-                Some(_) => counts.updated += 1,
-                None => counts.unchanged += 1,
+        let providers: BTreeSet<String> = batch.iter().map(|i| i.provider.clone()).collect();
+        let keys: Vec<String> = batch.iter().map(Incoming::key).collect();
+        // Each record's model: one the catalog holds (by id), or a new one
+        // (by key). Whether two records share one, and how many are new.
+        let (shared, new_models) = {
+            let mut slots: HashSet<Result<Uuid, &str>> = HashSet::with_capacity(keys.len());
+            let mut shared = false;
+            for key in &keys {
+                shared |= !slots.insert(target.get(key).copied().ok_or(key.as_str()));
             }
-            let id = folded.model.id;
-            if let Some(action) = folded.action {
-                if action != ChangeAction::Updated || !folded.changes.is_empty() {
-                    changes.push(ChangeRow::new(
-                        id,
-                        run_id,
-                        source.as_str(),
-                        action,
-                        &folded.changes,
-                        now,
-                    )?);
-                }
-                if written.insert(id) {
-                    written_ids.push(id);
-                }
-                if action == ChangeAction::Added {
-                    added.insert(id);
-                }
-            }
-            providers.insert(folded.model.provider.clone());
-            if folded.model.model_id != item.model_id {
-                aliases.push((id, Alias::new(item.model_id.clone(), source.as_str())));
-            }
-            for alias in &item.aliases {
-                aliases.push((id, alias.clone()));
-            }
-            let mut seen_by: BTreeSet<String> = credentials
-                .get(&key)
-                .cloned()
-                .unwrap_or_default()
-                .into_iter()
-                .collect();
-            if let Some(c) = &item.credential {
-                seen_by.insert(c.clone());
-            }
-            listings.push(ListingRow {
-                source,
-                item,
-                key: key.clone(),
-                catalog_id: id,
-                seen_by: seen_by.into_iter().collect(),
-                at: now,
-            });
-            target.insert(key, id);
-            latest.insert(id, folded.model);
+            (shared, slots.iter().filter(|s| s.is_err()).count())
+        };
+        let mut folding = Folding {
+            source,
+            run_id,
+            now,
+            fold,
+            credentials,
+            target,
+            latest,
+            counts: BatchCounts::default(),
+            changes: Vec::new(),
+            aliases: Vec::new(),
+            listings: Vec::with_capacity(batch.len()),
+        };
+        let postgres = self.backend == Backend::Postgres;
+        if postgres {
+            sqlx::query(GENERIC_PLANS).execute(&mut **tx).await?;
         }
-        let (new_models, known_models): (Vec<&CatalogModel>, Vec<&CatalogModel>) = written_ids
-            .iter()
-            .filter_map(|id| latest.get(id))
-            .partition(|m| added.contains(&m.id));
-        let (new_listings, known_listings): (Vec<ListingRow>, Vec<ListingRow>) = listings
-            .into_iter()
-            .partition(|l| !credentials.contains_key(&l.key));
-        let mut writes = Writes {
+        if shared || (postgres && new_models >= WRITE_BESIDE_MIN) {
+            // Fold the whole batch, then write: a model two records fold
+            // into is written once, in its last state, and a PostgreSQL
+            // batch of many new models copies them beside this transaction.
+            let mut written_ids: Vec<Uuid> = Vec::new();
+            let mut written: HashSet<Uuid> = HashSet::new();
+            let mut added: HashSet<Uuid> = HashSet::new();
+            for (item, key) in batch.iter().zip(keys) {
+                let (id, changed) = folding.fold(item, key)?;
+                if let Some(is_new) = changed {
+                    if written.insert(id) {
+                        written_ids.push(id);
+                    }
+                    if is_new {
+                        added.insert(id);
+                    }
+                }
+            }
+            let (new_listings, known_listings) = folding.listings_by_kind();
+            let aliases = std::mem::take(&mut folding.aliases);
+            let changes = std::mem::take(&mut folding.changes);
+            let (new_models, known_models): (Vec<&CatalogModel>, Vec<&CatalogModel>) = written_ids
+                .iter()
+                .filter_map(|id| folding.latest.get(id))
+                .partition(|m| added.contains(&m.id));
+            let mut writes = Writes {
+                generation,
+                providers,
+                new_models,
+                known_models,
+                aliases,
+                changes,
+                new_listings,
+                known_listings,
+            };
+            if postgres && writes.new_models.len() >= WRITE_BESIDE_MIN {
+                self.write_beside(tx, &mut writes).await?;
+            } else {
+                execute_pipelined(tx, writes.statements()).await?;
+            }
+            return Ok(folding.counts);
+        }
+        // Every record has a model of its own, so each is written as soon
+        // as it is folded: the fold of the next models runs while the
+        // database writes the last ones.
+        let streamed = FoldedModels {
+            folding: &mut folding,
+            items: batch.iter(),
+            keys: keys.into_iter(),
             generation,
-            providers,
-            new_models,
-            known_models,
-            aliases,
-            changes,
+            new_models: Vec::with_capacity(MODELS_PER_STATEMENT),
+            known_models: Vec::with_capacity(MODELS_PER_STATEMENT),
+        };
+        let first = providers_statement(&providers).map(Ok);
+        execute_pipelined(tx, first.into_iter().chain(streamed)).await?;
+        let (new_listings, known_listings) = folding.listings_by_kind();
+        let rest = Writes {
+            generation,
+            aliases: std::mem::take(&mut folding.aliases),
+            changes: std::mem::take(&mut folding.changes),
             new_listings,
             known_listings,
+            ..Writes::default()
         };
-        if self.backend == Backend::Postgres {
-            sqlx::query(GENERIC_PLANS).execute(&mut **tx).await?;
-            if writes.new_models.len() >= WRITE_BESIDE_MIN {
-                self.write_beside(tx, &mut writes).await?;
-                return Ok(counts);
-            }
-        }
-        execute_pipelined(tx, writes.statements()).await?;
-        Ok(counts)
+        execute_pipelined(tx, rest.statements()).await?;
+        Ok(folding.counts)
     }
 
     /// Writes a PostgreSQL batch on several connections: its new models,
@@ -1975,6 +2134,90 @@ mod tests {
             .expect("list");
         assert_eq!(total, 1, "the failed batch wrote nothing");
         assert_eq!(models[0].model_id, "a/one");
+        remove_file_store(store, &path).await;
+    }
+
+    /// Records that each have a model of their own are written as they are
+    /// folded, in statements of up to [`MODELS_PER_STATEMENT`] models;
+    /// records that fold into one model write it once, in its last state.
+    #[tokio::test]
+    async fn a_batch_writes_each_of_its_models_once_in_its_last_state() {
+        let (store, path) = file_store("fold-models").await;
+        let now = modelplane_domain::time::now();
+        // Each record names its model's description, and a known model says
+        // it was updated.
+        let fold = |current: Option<CatalogModel>, item: &Incoming| {
+            let action = match current {
+                Some(_) => ChangeAction::Updated,
+                None => ChangeAction::Added,
+            };
+            let mut model = current.unwrap_or_else(|| {
+                CatalogModel::new(Uuid::now_v7(), &item.provider, &item.model_id, now)
+            });
+            model.facts.description = Some(item.model_id.clone());
+            Folded {
+                model,
+                action: Some(action),
+                changes: Vec::new(),
+            }
+        };
+        let named = |provider: &str, model_id: &str| Incoming {
+            provider: provider.into(),
+            ..incoming(model_id)
+        };
+
+        // Two full statements' worth and part of a third.
+        let items: Vec<Incoming> = (0..450).map(|i| incoming(&format!("m{i:03}"))).collect();
+        let counts = store
+            .ingest_batch(Source::Huggingface, None, now, &items, fold)
+            .await
+            .expect("a batch of new models");
+        assert_eq!((counts.added, counts.updated), (450, 0));
+        let (total, _) = store
+            .list_catalog(&CatalogFilter::default(), None, Page::default())
+            .await
+            .expect("list");
+        assert_eq!(total, 450);
+        let listed = store
+            .source_listing_keys(Source::Huggingface)
+            .await
+            .expect("listings");
+        assert_eq!(listed.len(), 450);
+
+        // An aggregator's two spellings of one model fold into it.
+        store
+            .ingest_batch(
+                Source::ModelsDev,
+                None,
+                now,
+                &[named("openai", "gpt-4o")],
+                fold,
+            )
+            .await
+            .expect("the model");
+        let batch = [
+            Incoming {
+                listed: true,
+                ..named("openai", "gpt-4o")
+            },
+            named("openai", "GPT-4o"),
+        ];
+        let counts = store
+            .ingest_batch(Source::ModelsDev, None, now, &batch, fold)
+            .await
+            .expect("two records of one model");
+        assert_eq!((counts.added, counts.updated), (0, 2));
+        let model = store
+            .get_catalog_by_key("openai", "gpt-4o")
+            .await
+            .expect("read")
+            .expect("the model");
+        assert_eq!(model.facts.description.as_deref(), Some("GPT-4o"));
+        let (total, _) = store
+            .list_catalog(&CatalogFilter::default(), None, Page::default())
+            .await
+            .expect("list");
+        assert_eq!(total, 451);
         remove_file_store(store, &path).await;
     }
 
