@@ -1232,16 +1232,9 @@ mod tests {
         assert_eq!(other.name, "Some Lab_AI");
     }
 
-    #[test]
-    fn fields_by_name_cover_every_field_in_name_order_under_its_json_name() {
-        let names: Vec<&str> = FIELDS_BY_NAME.iter().map(|f| f.as_str()).collect();
-        let mut sorted = names.clone();
-        sorted.sort_unstable();
-        sorted.dedup();
-        assert_eq!(names, sorted, "sorted by name, no repeats");
-        assert_eq!(names.len(), Field::ALL.len());
-        // Every field copies exactly the ModelFacts member of its JSON name.
-        let full: ModelFacts = serde_json::from_value(serde_json::json!({
+    /// Facts with every field set.
+    fn every_fact() -> ModelFacts {
+        serde_json::from_value(serde_json::json!({
             "display_name": "d", "description": "d", "family": "f",
             "modalities_in": ["text"], "modalities_out": ["text"],
             "context_window": 1, "max_output_tokens": 1,
@@ -1253,7 +1246,19 @@ mod tests {
             "replacement_models": ["x"], "lifecycle_url": "u",
             "downloads": 1, "likes": 1
         }))
-        .expect("every field");
+        .expect("every field")
+    }
+
+    #[test]
+    fn fields_by_name_cover_every_field_in_name_order_under_its_json_name() {
+        let names: Vec<&str> = FIELDS_BY_NAME.iter().map(|f| f.as_str()).collect();
+        let mut sorted = names.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(names, sorted, "sorted by name, no repeats");
+        assert_eq!(names.len(), Field::ALL.len());
+        // Every field copies exactly the ModelFacts member of its JSON name.
+        let full = every_fact();
         assert_eq!(to_map(&full).len(), Field::ALL.len());
         for field in Field::ALL {
             let mut facts = ModelFacts::default();
@@ -1275,16 +1280,7 @@ mod tests {
 
     #[test]
     fn adopting_a_record_gives_what_merging_it_into_empty_facts_gives_without_changes() {
-        let full: ModelFacts = serde_json::from_value(serde_json::json!({
-            "display_name": "d", "description": "d", "family": "f",
-            "modalities_in": ["text"], "modalities_out": ["text"],
-            "context_window": 1, "max_output_tokens": 1,
-            "pricing": {"input": 1.0, "currency": "USD"},
-            "capabilities": {"tools": true}, "open_weights": true,
-            "parameter_count": 1, "license": "l", "release_date": "2025-01-01",
-            "lifecycle": "deprecated", "downloads": 1, "likes": 1
-        }))
-        .expect("facts");
+        let full = every_fact();
         for source in Source::ALL {
             for incoming in [&full, &ModelFacts::default()] {
                 let merged = merge(
