@@ -1332,7 +1332,6 @@ impl Store {
     /// (on PostgreSQL, 1,000-key `IN` lookups spent most of an unchanged
     /// re-run's database time descending the primary key).
     ///
-    ///
     /// On SQLite a source that holds a large share of the listings (the Hub)
     /// is read in rowid ranges of the table rather than through the primary
     /// key, whose order is not the table's (a read through it visits a table
