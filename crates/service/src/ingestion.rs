@@ -919,28 +919,7 @@ struct Hashed {
 /// changed (and be written again, as an upsert), never unchanged.
 struct StoredStates {
     digest: std::hash::RandomState,
-    states: HashMap<u64, StoredState, std::hash::BuildHasherDefault<Digested>>,
-}
-
-/// Hashes a key's digest (a keyed hash already) as itself, so the map of a
-/// million stored states does not hash each one again.
-#[derive(Default)]
-struct Digested(u64);
-
-impl std::hash::Hasher for Digested {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
+    states: HashMap<u64, StoredState>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -954,7 +933,7 @@ impl StoredStates {
     async fn load(store: Store, source: Source) -> std::result::Result<Self, SourceError> {
         let mut stored = StoredStates {
             digest: std::hash::RandomState::new(),
-            states: HashMap::default(),
+            states: HashMap::new(),
         };
         store
             .scan_listing_states(source, |key, hash, missed_runs| {
@@ -1287,7 +1266,7 @@ mod tests {
     fn stored_states_answer_by_key_and_know_nothing_of_other_keys() {
         let mut stored = StoredStates {
             digest: std::hash::RandomState::new(),
-            states: HashMap::default(),
+            states: HashMap::new(),
         };
         for (key, hash, missed_runs) in [("p/a", Some(7u128), 0), ("p/b", None, 2)] {
             let digest = stored.digest.hash_one(key);

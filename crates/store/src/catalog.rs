@@ -1551,7 +1551,8 @@ impl Store {
         if postgres {
             sqlx::query(GENERIC_PLANS).execute(&mut **tx).await?;
         }
-        if shared || (postgres && new_models >= WRITE_BESIDE_MIN) {
+        let beside = postgres && new_models >= WRITE_BESIDE_MIN;
+        if shared || beside {
             // Fold the whole batch, then write: a model two records fold
             // into is written once, in its last state, and a PostgreSQL
             // batch of many new models copies them beside this transaction.
@@ -1586,7 +1587,7 @@ impl Store {
                 new_listings,
                 known_listings,
             };
-            if postgres && writes.new_models.len() >= WRITE_BESIDE_MIN {
+            if beside {
                 self.write_beside(tx, &mut writes).await?;
             } else {
                 execute_pipelined(tx, writes.statements()).await?;
