@@ -311,6 +311,7 @@ async fn upsert_models(
 ) -> Result<()> {
     execute_pipelined(
         tx,
+        Undo::Statement,
         models
             .chunks(MODELS_PER_STATEMENT)
             .zip(std::iter::repeat((generation, true)))
@@ -320,9 +321,16 @@ async fn upsert_models(
 }
 
 /// An ingestion batch's SQLite connection while it writes: a 256 MiB page
-/// cache, and no checkpoint when it commits (one runs in the background
-/// instead, [`Store::checkpoint_in_background`]).
-const INGEST_PRAGMAS: &str = "PRAGMA cache_size = -262144; PRAGMA wal_autocheckpoint = 0";
+/// cache, no checkpoint when it commits (one runs in the background
+/// instead, [`Store::checkpoint_in_background`]), and no foreign key
+/// checks. Every listing a batch writes names a model the batch holds: one
+/// it found in its own transaction, which holds the database's one write
+/// lock, or one it inserts in it; the checks cost a lookup of that model
+/// per listing, and as a constraint that can fail part-way an insert
+/// SQLite would otherwise keep a statement journal for ([`Undo`]).
+/// PostgreSQL, which runs the same code and tests, keeps checking.
+const INGEST_PRAGMAS: &str =
+    "PRAGMA cache_size = -262144; PRAGMA wal_autocheckpoint = 0; PRAGMA foreign_keys = OFF";
 
 /// Background checkpoints lag the batches, and a WAL only starts over when
 /// a write begins with every frame copied; past this many frames (512 MiB of
@@ -358,12 +366,40 @@ const MODELS_PER_STATEMENT: usize = 200;
 const LISTINGS_PER_STATEMENT: usize = 200;
 const ROWS_PER_STATEMENT: usize = 400;
 
+/// What a statement that fails undoes, in [`execute_pipelined`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Undo {
+    /// The statement alone; the transaction goes on.
+    Statement,
+    /// The whole transaction, whose connection is then closed rather than
+    /// reused. On SQLite each insert runs as `INSERT OR ROLLBACK`, so no
+    /// statement journal is kept: an insert that may fail part-way
+    /// otherwise copies every page it changes (a multi-row insert with a
+    /// `NOT NULL` column, a unique key or a foreign key), a tenth of the
+    /// writer's time in a bulk ingestion. The rollback leaves sqlx's
+    /// `Transaction` counting a transaction that is gone, hence the close.
+    Transaction,
+}
+
+/// The `INSERT` of a statement text as [`Undo::Transaction`] runs it on
+/// SQLite.
+fn insert_undoing_transaction(text: &mut String) {
+    const PLAIN: &str = "INSERT INTO ";
+    if text.starts_with(PLAIN) {
+        text.replace_range(..PLAIN.len(), "INSERT OR ROLLBACK INTO ");
+    }
+}
+
 /// Runs statements in order, building each one while the database runs the
 /// one before: a statement goes to the connection (SQLite's worker thread,
 /// PostgreSQL's server) on the first poll of its future, so the JSON and
 /// parameters of the next are made meanwhile on this thread instead of
 /// after it.
-async fn execute_pipelined<I>(tx: &mut Transaction<'_, Any>, statements: I) -> Result<()>
+async fn execute_pipelined<I>(
+    tx: &mut Transaction<'_, Any>,
+    undo: Undo,
+    statements: I,
+) -> Result<()>
 where
     I: IntoIterator<Item = Result<Sql>>,
 {
@@ -374,7 +410,10 @@ where
     };
     let mut current = first?.build_for(backend);
     loop {
-        let (text, args) = current;
+        let (mut text, args) = current;
+        if undo == Undo::Transaction && backend == Backend::Sqlite {
+            insert_undoing_transaction(&mut text);
+        }
         let run = sqlx::query_with(&text, args).execute(&mut **tx);
         let (done, next) = futures::join!(run, async { statements.next() });
         done?;
@@ -450,7 +489,12 @@ fn changes_statement(rows: &[ChangeRow]) -> Result<Sql> {
 }
 
 async fn insert_changes(tx: &mut Transaction<'_, Any>, rows: &[ChangeRow]) -> Result<()> {
-    execute_pipelined(tx, rows.chunks(ROWS_PER_STATEMENT).map(changes_statement)).await
+    execute_pipelined(
+        tx,
+        Undo::Statement,
+        rows.chunks(ROWS_PER_STATEMENT).map(changes_statement),
+    )
+    .await
 }
 
 macro_rules! alias_columns {
@@ -487,7 +531,12 @@ fn aliases_statement(rows: &[(Uuid, Alias)]) -> Result<Sql> {
 }
 
 async fn insert_aliases(tx: &mut Transaction<'_, Any>, rows: &[(Uuid, Alias)]) -> Result<()> {
-    execute_pipelined(tx, rows.chunks(ROWS_PER_STATEMENT).map(aliases_statement)).await
+    execute_pipelined(
+        tx,
+        Undo::Statement,
+        rows.chunks(ROWS_PER_STATEMENT).map(aliases_statement),
+    )
+    .await
 }
 
 /// The insert of the providers a batch names (None when it names none).
@@ -514,7 +563,7 @@ fn providers_statement(slugs: &BTreeSet<String>) -> Option<Sql> {
 }
 
 async fn ensure_providers(tx: &mut Transaction<'_, Any>, slugs: &BTreeSet<String>) -> Result<()> {
-    execute_pipelined(tx, providers_statement(slugs).map(Ok)).await
+    execute_pipelined(tx, Undo::Statement, providers_statement(slugs).map(Ok)).await
 }
 
 /// One listing row of a batch: the source and the record, its key, the
@@ -1425,6 +1474,11 @@ impl Store {
             Ok::<_, StoreError>(counts)
         }
         .await;
+        if let Err(e) = written {
+            // Its inserts rolled the transaction back ([`Undo::Transaction`]).
+            let _ = conn.close().await;
+            return Err(e);
+        }
         let restored = sqlx::query(crate::SQLITE_POOL_PRAGMAS)
             .execute(&mut *conn)
             .await;
@@ -1590,7 +1644,7 @@ impl Store {
             if beside {
                 self.write_beside(tx, &mut writes).await?;
             } else {
-                execute_pipelined(tx, writes.statements()).await?;
+                execute_pipelined(tx, Undo::Transaction, writes.statements()).await?;
             }
             return Ok(folding.counts);
         }
@@ -1606,7 +1660,7 @@ impl Store {
             known_models: Vec::with_capacity(MODELS_PER_STATEMENT),
         };
         let first = providers_statement(&providers).map(Ok);
-        execute_pipelined(tx, first.into_iter().chain(streamed)).await?;
+        execute_pipelined(tx, Undo::Transaction, first.into_iter().chain(streamed)).await?;
         let (new_listings, known_listings) = folding.listings_by_kind();
         let rest = Writes {
             generation,
@@ -1616,7 +1670,7 @@ impl Store {
             known_listings,
             ..Writes::default()
         };
-        execute_pipelined(tx, rest.statements()).await?;
+        execute_pipelined(tx, Undo::Transaction, rest.statements()).await?;
         Ok(folding.counts)
     }
 
@@ -1647,7 +1701,7 @@ impl Store {
         let parts = writes.split_new_models(conns.len());
         let copies = conns.iter_mut().zip(&parts).map(copy_part);
         let (own, copied) = futures::join!(
-            execute_pipelined(tx, writes.statements()),
+            execute_pipelined(tx, Undo::Transaction, writes.statements()),
             futures::future::join_all(copies)
         );
         own?;
@@ -1655,7 +1709,7 @@ impl Store {
         for (result, part) in committed.into_iter().zip(&parts) {
             if let Err(e) = result {
                 tracing::warn!(error = %e, "a catalog batch's copy transaction failed; writing its rows in the batch's own");
-                execute_pipelined(tx, part.statements()).await?;
+                execute_pipelined(tx, Undo::Transaction, part.statements()).await?;
             }
         }
         Ok(())
@@ -2151,9 +2205,9 @@ mod tests {
         assert!(writes.split_new_models(0).is_empty());
     }
 
-    /// The page cache size of every connection the pool can hand out.
-    /// Each pooled connection's page cache and checkpoint threshold.
-    async fn pool_settings(store: &Store) -> Vec<(i64, i64)> {
+    /// Each pooled connection's page cache, checkpoint threshold and
+    /// foreign key checking.
+    async fn pool_settings(store: &Store) -> Vec<(i64, i64, i64)> {
         let mut held = Vec::new();
         for _ in 0..8 {
             held.push(store.pool.acquire().await.expect("a connection"));
@@ -2168,7 +2222,11 @@ mod tests {
                 .fetch_one(&mut **conn)
                 .await
                 .expect("wal_autocheckpoint");
-            sizes.push((cache, threshold));
+            let foreign_keys = sqlx::query_scalar::<_, i64>("PRAGMA foreign_keys")
+                .fetch_one(&mut **conn)
+                .await
+                .expect("foreign_keys");
+            sizes.push((cache, threshold, foreign_keys));
         }
         sizes
     }
@@ -2196,16 +2254,40 @@ mod tests {
         let existing = Uuid::now_v7();
         let counts = add_as(&store, existing, "a/one").await.expect("a batch");
         assert_eq!(counts.added, 1);
-        // A batch that fails part-way: its new model takes an id in use.
-        let failed = add_as(&store, existing, "a/two").await;
-        assert!(failed.is_err(), "{failed:?}");
-        assert_eq!(pool_settings(&store).await, vec![(-32768, 16384); 8]);
+        // Batches that fail part-way (each new model takes an id in use),
+        // rolled back by their inserts, each followed by one that works.
+        for (failing, working) in [("a/two", "a/three"), ("a/four", "a/five")] {
+            let failed = add_as(&store, existing, failing).await;
+            assert!(failed.is_err(), "{failed:?}");
+            let counts = add_as(&store, Uuid::now_v7(), working)
+                .await
+                .expect("a batch after a failed one");
+            assert_eq!(counts.added, 1);
+        }
+        assert_eq!(pool_settings(&store).await, vec![(-32768, 16384, 1); 8]);
+        // No pooled connection still counts a transaction its failed batch's
+        // insert rolled back: each can begin one again.
+        let mut held = Vec::new();
+        for _ in 0..8 {
+            let mut conn = store.pool.acquire().await.expect("a connection");
+            let tx = conn.begin_with("BEGIN IMMEDIATE").await.expect("a transaction");
+            tx.rollback().await.expect("rollback");
+            held.push(conn);
+        }
+        drop(held);
         let (total, models) = store
             .list_catalog(&CatalogFilter::default(), None, Page::default())
             .await
             .expect("list");
-        assert_eq!(total, 1, "the failed batch wrote nothing");
-        assert_eq!(models[0].model_id, "a/one");
+        assert_eq!(total, 3, "the failed batches wrote nothing");
+        let mut ids: Vec<&str> = models.iter().map(|m| m.model_id.as_str()).collect();
+        ids.sort_unstable();
+        assert_eq!(ids, ["a/five", "a/one", "a/three"]);
+        let dangling: Vec<AnyRow> = sqlx::query("PRAGMA foreign_key_check")
+            .fetch_all(&store.pool)
+            .await
+            .expect("foreign_key_check");
+        assert!(dangling.is_empty(), "every listing names a model");
         remove_file_store(store, &path).await;
     }
 

@@ -127,12 +127,12 @@ impl From<sqlx::Error> for StoreError {
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// The settings of a pooled SQLite connection that an ingestion batch
-/// changes while it writes and sets back: a 32 MiB page cache, and a
+/// changes while it writes and sets back: a 32 MiB page cache, a
 /// checkpoint at 64 MiB of WAL (each
 /// one fsyncs twice, and at 16 MiB a bulk write paid about as much for
-/// them as for its inserts).
+/// them as for its inserts), and foreign keys checked.
 pub(crate) const SQLITE_POOL_PRAGMAS: &str =
-    "PRAGMA cache_size = -32768; PRAGMA wal_autocheckpoint = 16384";
+    "PRAGMA cache_size = -32768; PRAGMA wal_autocheckpoint = 16384; PRAGMA foreign_keys = ON";
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
