@@ -337,12 +337,37 @@ const INGEST_PRAGMAS: &str =
 /// 4 KiB pages) the next batch first copies the rest itself.
 const WAL_FRAMES_LIMIT: i64 = 131_072;
 
-/// The SQLite WAL checkpoints of bulk ingestion: one at a time, and the
-/// WAL's size in frames as the last one found it.
+/// A batch's connection stays with the batches this long after the last
+/// one, then is closed.
+const BATCH_CONNECTION_IDLE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The SQLite state of bulk ingestion: its WAL checkpoints (one at a
+/// time, and the WAL's size in frames as the last one found it), and the
+/// connection its batches write on.
 #[derive(Debug, Default)]
 pub(crate) struct Checkpoints {
     running: Arc<tokio::sync::Mutex<()>>,
     wal_frames: AtomicI64,
+    writer: Arc<tokio::sync::Mutex<BatchConnection>>,
+}
+
+/// The connection ingestion batches write on, kept from one batch to the
+/// next (with [`INGEST_PRAGMAS`]) until none has come for
+/// [`BATCH_CONNECTION_IDLE`]. A connection keeps its page cache while
+/// only it writes, so each batch finds the index pages the ones before
+/// it read: taken from the pool anew for each batch (the pool hands out
+/// its connections in turn) and set back to the pool's small cache after
+/// it, a batch started cold and spent about a third of its SQLite time
+/// reading pages, faulting them into its own file mapping and allocating
+/// its cache again. It is detached from the pool (which may open another
+/// in its place), so its settings never reach a pooled connection, even
+/// when a batch is cancelled part-way; it is closed, never returned.
+#[derive(Debug, Default)]
+struct BatchConnection {
+    conn: Option<sqlx::AnyConnection>,
+    /// Batches written on it so far: the idle timer of a batch returns
+    /// the connection only if no batch came after.
+    batches: u64,
 }
 
 /// Runs a passive checkpoint on `conn` (it copies what no reader still
@@ -1451,7 +1476,19 @@ impl Store {
             tx.commit().await?;
             return Ok(counts);
         }
-        let mut conn = self.pool.acquire().await?;
+        let mut writer = self.checkpoints.writer.lock().await;
+        let mut conn = match writer.conn.take() {
+            Some(conn) => conn,
+            None => {
+                let mut conn = self.pool.acquire().await?.detach();
+                // Room for every page the batches dirty, so none is written
+                // out before the commit (a batch's inserts land on pages
+                // all over the unique and normalized-id indexes), no
+                // checkpoint in the commit, and no foreign key checks.
+                sqlx::query(INGEST_PRAGMAS).execute(&mut conn).await?;
+                conn
+            }
+        };
         if self.checkpoints.wal_frames.load(Ordering::Relaxed) > WAL_FRAMES_LIMIT {
             // Copy what the background has not yet, so this batch's first
             // frame starts the WAL over instead of growing it further.
@@ -1459,12 +1496,6 @@ impl Store {
             checkpoint(&mut conn).await?;
             self.checkpoints.wal_frames.store(0, Ordering::Relaxed);
         }
-        // Room for every page the batch dirties, so none is written out
-        // before the commit (a batch's inserts land on pages all over the
-        // unique and normalized-id indexes), and no checkpoint in the commit;
-        // the pool's own settings again before the connection goes back,
-        // whatever happened.
-        sqlx::query(INGEST_PRAGMAS).execute(&mut *conn).await?;
         let written = async {
             let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
             let counts = self
@@ -1474,23 +1505,41 @@ impl Store {
             Ok::<_, StoreError>(counts)
         }
         .await;
-        if let Err(e) = written {
-            // Its inserts rolled the transaction back ([`Undo::Transaction`]).
-            let _ = conn.close().await;
-            return Err(e);
-        }
-        let restored = sqlx::query(crate::SQLITE_POOL_PRAGMAS)
-            .execute(&mut *conn)
-            .await;
-        if let Err(e) = restored {
-            // Never back into the pool with the batch's settings.
-            let _ = conn.close().await;
-            return Err(e.into());
-        }
-        drop(conn);
-        let counts = written?;
+        let counts = match written {
+            Ok(counts) => counts,
+            Err(e) => {
+                // Its inserts rolled the transaction back ([`Undo::Transaction`]).
+                let _ = conn.close().await;
+                return Err(e);
+            }
+        };
+        writer.conn = Some(conn);
+        writer.batches += 1;
+        let batches = writer.batches;
+        drop(writer);
+        let store = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(BATCH_CONNECTION_IDLE).await;
+            store.release_batch_connection(Some(batches)).await;
+        });
         self.checkpoint_in_background();
         Ok(counts)
+    }
+
+    /// Closes the ingestion batches' connection, unless a batch other than
+    /// the `after`th has written on it since.
+    pub(crate) async fn release_batch_connection(&self, after: Option<u64>) {
+        let mut writer = self.checkpoints.writer.lock().await;
+        if after.is_some_and(|n| n != writer.batches) {
+            return;
+        }
+        let Some(conn) = writer.conn.take() else {
+            return;
+        };
+        drop(writer);
+        if let Err(e) = conn.close().await {
+            tracing::warn!(error = %e, "could not close an ingestion connection");
+        }
     }
 
     /// Starts a passive checkpoint of the WAL on a connection of its own,
@@ -2248,8 +2297,48 @@ mod tests {
         }
     }
 
+    /// Batches write on one connection with the batches' settings, kept
+    /// between them and closed once they stop.
     #[tokio::test]
-    async fn an_ingestion_batch_hands_its_connection_back_with_the_pools_settings() {
+    async fn ingestion_batches_share_one_connection_closed_once_they_stop() {
+        let (store, path) = file_store("ingest-writer").await;
+        async fn held_settings(store: &Store) -> Option<(i64, i64, u64)> {
+            let mut writer = store.checkpoints.writer.lock().await;
+            let batches = writer.batches;
+            let conn = writer.conn.as_mut()?;
+            let cache = sqlx::query_scalar::<_, i64>("PRAGMA cache_size")
+                .fetch_one(&mut *conn)
+                .await
+                .expect("cache_size");
+            let foreign_keys = sqlx::query_scalar::<_, i64>("PRAGMA foreign_keys")
+                .fetch_one(&mut *conn)
+                .await
+                .expect("foreign_keys");
+            Some((cache, foreign_keys, batches))
+        }
+        add_as(&store, Uuid::now_v7(), "a/one")
+            .await
+            .expect("a batch");
+        assert_eq!(held_settings(&store).await, Some((-262144, 0, 1)));
+        add_as(&store, Uuid::now_v7(), "a/two")
+            .await
+            .expect("a batch");
+        assert_eq!(held_settings(&store).await, Some((-262144, 0, 2)));
+        // The first batch's idle timer has passed by the second's.
+        tokio::time::sleep(BATCH_CONNECTION_IDLE * 3 / 2).await;
+        assert_eq!(held_settings(&store).await, None, "closed once idle");
+        add_as(&store, Uuid::now_v7(), "a/three")
+            .await
+            .expect("a batch");
+        assert_eq!(held_settings(&store).await, Some((-262144, 0, 3)));
+        store.release_batch_connection(None).await;
+        assert_eq!(held_settings(&store).await, None);
+        assert_eq!(pool_settings(&store).await, vec![(-32768, 16384, 1); 8]);
+        remove_file_store(store, &path).await;
+    }
+
+    #[tokio::test]
+    async fn an_ingestion_batch_never_leaves_its_settings_on_a_pooled_connection() {
         let (store, path) = file_store("ingest-cache").await;
         let existing = Uuid::now_v7();
         let counts = add_as(&store, existing, "a/one").await.expect("a batch");
@@ -2270,7 +2359,10 @@ mod tests {
         let mut held = Vec::new();
         for _ in 0..8 {
             let mut conn = store.pool.acquire().await.expect("a connection");
-            let tx = conn.begin_with("BEGIN IMMEDIATE").await.expect("a transaction");
+            let tx = conn
+                .begin_with("BEGIN IMMEDIATE")
+                .await
+                .expect("a transaction");
             tx.rollback().await.expect("rollback");
             held.push(conn);
         }

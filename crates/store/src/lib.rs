@@ -126,13 +126,13 @@ impl From<sqlx::Error> for StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-/// The settings of a pooled SQLite connection that an ingestion batch
-/// changes while it writes and sets back: a 32 MiB page cache, a
-/// checkpoint at 64 MiB of WAL (each
+/// The settings of a pooled SQLite connection that ingestion batches write
+/// with others of their own (`catalog::INGEST_PRAGMAS`): a 32 MiB page
+/// cache, and a checkpoint at 64 MiB of WAL (each
 /// one fsyncs twice, and at 16 MiB a bulk write paid about as much for
-/// them as for its inserts), and foreign keys checked.
+/// them as for its inserts).
 pub(crate) const SQLITE_POOL_PRAGMAS: &str =
-    "PRAGMA cache_size = -32768; PRAGMA wal_autocheckpoint = 16384; PRAGMA foreign_keys = ON";
+    "PRAGMA cache_size = -32768; PRAGMA wal_autocheckpoint = 16384";
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -274,6 +274,7 @@ impl Store {
     }
 
     pub async fn close(&self) {
+        self.release_batch_connection(None).await;
         self.pool.close().await;
         if let Some(copies) = &self.copy_pool {
             copies.close().await;
