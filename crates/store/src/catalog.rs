@@ -396,13 +396,13 @@ const ROWS_PER_STATEMENT: usize = 400;
 enum Undo {
     /// The statement alone; the transaction goes on.
     Statement,
-    /// The whole transaction, whose connection is then closed rather than
-    /// reused. On SQLite each insert runs as `INSERT OR ROLLBACK`, so no
-    /// statement journal is kept: an insert that may fail part-way
-    /// otherwise copies every page it changes (a multi-row insert with a
-    /// `NOT NULL` column, a unique key or a foreign key), a tenth of the
-    /// writer's time in a bulk ingestion. The rollback leaves sqlx's
-    /// `Transaction` counting a transaction that is gone, hence the close.
+    /// The whole transaction. On SQLite each insert runs as `INSERT OR
+    /// ROLLBACK`, so no statement journal is kept: an insert that may fail
+    /// part-way otherwise copies every page it changes (a multi-row insert
+    /// with a `NOT NULL` column, a unique key or a foreign key), an eighth
+    /// of SQLite's time in a bulk ingestion. That rollback leaves sqlx's
+    /// `Transaction` counting a transaction that is gone, so the caller
+    /// closes the connection after a failure rather than reusing it.
     Transaction,
 }
 
