@@ -345,7 +345,7 @@ const BATCH_CONNECTION_IDLE: std::time::Duration = std::time::Duration::from_sec
 /// time, and the WAL's size in frames as the last one found it), and the
 /// connection its batches write on.
 #[derive(Debug, Default)]
-pub(crate) struct Checkpoints {
+pub(crate) struct BulkIngest {
     running: Arc<tokio::sync::Mutex<()>>,
     wal_frames: AtomicI64,
     writer: Arc<tokio::sync::Mutex<BatchConnection>>,
@@ -1476,7 +1476,7 @@ impl Store {
             tx.commit().await?;
             return Ok(counts);
         }
-        let mut writer = self.checkpoints.writer.lock().await;
+        let mut writer = self.bulk.writer.lock().await;
         let mut conn = match writer.conn.take() {
             Some(conn) => conn,
             None => {
@@ -1489,12 +1489,12 @@ impl Store {
                 conn
             }
         };
-        if self.checkpoints.wal_frames.load(Ordering::Relaxed) > WAL_FRAMES_LIMIT {
+        if self.bulk.wal_frames.load(Ordering::Relaxed) > WAL_FRAMES_LIMIT {
             // Copy what the background has not yet, so this batch's first
             // frame starts the WAL over instead of growing it further.
-            let _running = self.checkpoints.running.lock().await;
+            let _running = self.bulk.running.lock().await;
             checkpoint(&mut conn).await?;
-            self.checkpoints.wal_frames.store(0, Ordering::Relaxed);
+            self.bulk.wal_frames.store(0, Ordering::Relaxed);
         }
         let written = async {
             let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
@@ -1529,7 +1529,7 @@ impl Store {
     /// Closes the ingestion batches' connection, unless a batch other than
     /// the `after`th has written on it since.
     pub(crate) async fn release_batch_connection(&self, after: Option<u64>) {
-        let mut writer = self.checkpoints.writer.lock().await;
+        let mut writer = self.bulk.writer.lock().await;
         if after.is_some_and(|n| n != writer.batches) {
             return;
         }
@@ -1546,11 +1546,11 @@ impl Store {
     /// unless one is running: the copy into the database file and its two
     /// fsyncs overlap the next batch instead of stalling its commit.
     fn checkpoint_in_background(&self) {
-        let Ok(running) = self.checkpoints.running.clone().try_lock_owned() else {
+        let Ok(running) = self.bulk.running.clone().try_lock_owned() else {
             return;
         };
         let pool = self.pool.clone();
-        let checkpoints = self.checkpoints.clone();
+        let checkpoints = self.bulk.clone();
         tokio::spawn(async move {
             let _running = running;
             let checkpointed = async {
@@ -2303,7 +2303,7 @@ mod tests {
     async fn ingestion_batches_share_one_connection_closed_once_they_stop() {
         let (store, path) = file_store("ingest-writer").await;
         async fn held_settings(store: &Store) -> Option<(i64, i64, u64)> {
-            let mut writer = store.checkpoints.writer.lock().await;
+            let mut writer = store.bulk.writer.lock().await;
             let batches = writer.batches;
             let conn = writer.conn.as_mut()?;
             let cache = sqlx::query_scalar::<_, i64>("PRAGMA cache_size")
@@ -2537,14 +2537,14 @@ mod tests {
     #[tokio::test]
     async fn an_ingestion_batch_leaves_its_checkpoint_to_the_background() {
         let (store, path) = file_store("ingest-ckpt").await;
-        assert_eq!(store.checkpoints.wal_frames.load(Ordering::Relaxed), 0);
+        assert_eq!(store.bulk.wal_frames.load(Ordering::Relaxed), 0);
         add_as(&store, Uuid::now_v7(), "a/one")
             .await
             .expect("a batch");
         // The batch returned holding the checkpoint lock for its task.
-        let done = store.checkpoints.running.lock().await;
+        let done = store.bulk.running.lock().await;
         assert!(
-            store.checkpoints.wal_frames.load(Ordering::Relaxed) > 0,
+            store.bulk.wal_frames.load(Ordering::Relaxed) > 0,
             "the background checkpoint ran and saw the batch's frames"
         );
         drop(done);

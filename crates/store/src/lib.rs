@@ -145,8 +145,9 @@ pub struct Store {
     search: Option<std::sync::Arc<search_index::SearchIndex>>,
     /// The catalog's in-memory list index (both backends).
     catalog_index: std::sync::Arc<catalog_index::CatalogIndex>,
-    /// Background WAL checkpoints of bulk ingestion (SQLite).
-    checkpoints: std::sync::Arc<catalog::Checkpoints>,
+    /// The SQLite state of bulk ingestion: its WAL checkpoints and the
+    /// connection its batches write on.
+    bulk: std::sync::Arc<catalog::BulkIngest>,
     /// PostgreSQL connections for bulk `COPY`s of an ingestion batch's new
     /// rows (which the `Any` driver cannot send), opened when first used.
     copy_pool: Option<sqlx::PgPool>,
@@ -195,7 +196,7 @@ impl Store {
             backend,
             search,
             catalog_index: Default::default(),
-            checkpoints: Default::default(),
+            bulk: Default::default(),
             copy_pool,
         })
     }
@@ -225,7 +226,7 @@ impl Store {
             backend: self.backend,
             search: None,
             catalog_index: Default::default(),
-            checkpoints: Default::default(),
+            bulk: Default::default(),
             copy_pool: None,
         }
     }
