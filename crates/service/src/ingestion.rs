@@ -1059,9 +1059,11 @@ fn record_hash(record: &SourceRecord, credential: Option<&str>) -> String {
     hasher.update([0]);
     hasher.update(record.model_id.as_bytes());
     hasher.update([0]);
-    hasher.update(serde_json::to_vec(&record.facts).unwrap_or_default());
+    // Serialized straight into the hasher (the same bytes as `to_vec`'s,
+    // without building them first); writing into a hasher cannot fail.
+    let _ = serde_json::to_writer(&mut hasher, &record.facts);
     hasher.update([0]);
-    hasher.update(serde_json::to_vec(&record.aliases).unwrap_or_default());
+    let _ = serde_json::to_writer(&mut hasher, &record.aliases);
     hasher.update([0]);
     hasher.update(raw.as_bytes());
     hasher.update([0]);
@@ -1138,7 +1140,7 @@ impl RunSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use modelplane_domain::catalog::ModelFacts;
+    use modelplane_domain::catalog::{Alias, ModelFacts};
 
     fn incoming(facts: ModelFacts) -> Incoming {
         Incoming {
@@ -1242,6 +1244,38 @@ mod tests {
             aliases: vec![],
             raw: SourceRecord::raw_of(&serde_json::json!({"id": "a"})),
         }
+    }
+
+    /// The hash stored listings hold is the first 16 bytes of SHA-256 over
+    /// provider, id, facts and aliases as JSON, the raw entry and the
+    /// credential, separated by zero bytes: a changed formulation would
+    /// make every stored listing look changed.
+    #[test]
+    fn a_record_hash_is_sha256_of_the_records_fields_separated_by_zero_bytes() {
+        let record = SourceRecord {
+            facts: ModelFacts {
+                display_name: Some("A \"quoted\" name".into()),
+                context_window: Some(128_000),
+                ..ModelFacts::default()
+            },
+            aliases: vec![Alias::new("a-latest", "official")],
+            ..record_a()
+        };
+        let mut expected = Sha256::new();
+        for part in [
+            b"openai".to_vec(),
+            b"a".to_vec(),
+            serde_json::to_vec(&record.facts).expect("facts"),
+            serde_json::to_vec(&record.aliases).expect("aliases"),
+            record.raw.get().as_bytes().to_vec(),
+        ] {
+            expected.update(&part);
+            expected.update([0]);
+        }
+        expected.update(b"key:1");
+        let mut expected = hex::encode(expected.finalize());
+        expected.truncate(32);
+        assert_eq!(record_hash(&record, Some("key:1")), expected);
     }
 
     #[test]
