@@ -155,6 +155,7 @@ both_backends_with!(
     a_large_first_import_lands_whole_in_one_generation_on_every_replica,
     every_character_a_source_sends_arrives_unchanged,
     a_large_batch_of_a_folding_source_is_copied_whole,
+    a_changed_rerun_finds_every_stored_model_whatever_its_name,
 );
 
 async fn hub_repos_stay_distinct_models_whatever_their_names(backend: Backend) {
@@ -181,6 +182,73 @@ async fn hub_repos_stay_distinct_models_whatever_their_names(backend: Backend) {
     assert_eq!(list["models"][0]["model_id"], "acme/llama-7b-chat-1000");
     assert_eq!(list["models"][0]["open_weights"], true);
     assert_eq!(list["models"][0]["license"], "mit");
+}
+
+/// A Hub listing whose repos all gain downloads between two runs: the
+/// second run finds every stored model by its id, whatever characters it
+/// holds, and updates it, adding none.
+async fn a_changed_rerun_finds_every_stored_model_whatever_its_name(backend: Backend) {
+    let names = [
+        "org/quote\"double",
+        "org/back\\slash",
+        "org/trailing\\",
+        "org/{braces}",
+        "org/comma,separated",
+        "org/two words",
+        "NULL",
+        "org/NULL",
+        "org/'single'",
+        "org/café-✓-模型",
+    ];
+    let downloads = Arc::new(AtomicUsize::new(1));
+    let served = downloads.clone();
+    let router = Router::new().route(
+        "/api/models",
+        get(move || {
+            let n = served.load(Ordering::SeqCst);
+            let repos: Vec<Value> = names
+                .iter()
+                .map(|id| json!({"id": id, "downloads": n}))
+                .collect();
+            async move { Json(Value::Array(repos)) }
+        }),
+    );
+    let base = serve_fixture(router).await;
+    let Some(app) = spawn_with_source(backend, "huggingface", &base).await else {
+        return;
+    };
+    let first = ingest(&app, "huggingface").await;
+    assert_eq!(
+        first["ingestion_run"]["models_added"],
+        names.len(),
+        "{first}"
+    );
+    downloads.store(2, Ordering::SeqCst);
+    let second = ingest(&app, "huggingface").await;
+    assert_eq!(second["ingestion_run"]["status"], "completed", "{second}");
+    assert_eq!(second["ingestion_run"]["models_added"], 0, "{second}");
+    assert_eq!(
+        second["ingestion_run"]["models_updated"],
+        names.len(),
+        "{second}"
+    );
+    let (_, list) = app
+        .get("/api/v1/catalog/models?provider=huggingface&limit=50")
+        .await;
+    assert_eq!(list["total"], names.len(), "{list}");
+    let mut listed: Vec<&str> = list["models"]
+        .as_array()
+        .expect("models")
+        .iter()
+        .map(|m| {
+            assert_eq!(m["downloads"], 2, "{m}");
+            m["model_id"].as_str().expect("model_id")
+        })
+        .collect();
+    listed.sort_unstable();
+    let mut wanted = names.to_vec();
+    wanted.sort_unstable();
+    assert_eq!(listed, wanted);
 }
 
 /// A fixture answering `document` at `path`.
