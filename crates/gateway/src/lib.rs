@@ -221,20 +221,25 @@ impl Gateway {
         let token = bearer(headers).ok_or(ServiceError::Unauthorized)?;
         let hash = auth::hash_token(token);
         let ttl = self.inner.settings.cache_ttl;
-        if let Ok(keys) = self.inner.keys.read() {
-            if let Some((p, at)) = keys.get(&hash) {
-                if at.elapsed() < ttl {
-                    return Ok(p.clone());
+        let cached = self.inner.keys.read().ok().and_then(|keys| {
+            keys.get(&hash)
+                .filter(|(_, at)| at.elapsed() < ttl)
+                .map(|(p, _)| p.clone())
+        });
+        let principal = match cached {
+            Some(p) => p,
+            None => {
+                let principal = Arc::new(auth::authenticate(&self.inner.store, token).await?);
+                if let Ok(mut keys) = self.inner.keys.write() {
+                    if keys.len() >= KEY_CACHE_MAX {
+                        keys.clear();
+                    }
+                    keys.insert(hash, (principal.clone(), Instant::now()));
                 }
+                principal
             }
-        }
-        let principal = Arc::new(auth::authenticate(&self.inner.store, token).await?);
-        if let Ok(mut keys) = self.inner.keys.write() {
-            if keys.len() >= KEY_CACHE_MAX {
-                keys.clear();
-            }
-            keys.insert(hash, (principal.clone(), Instant::now()));
-        }
+        };
+        // Checked on every request: a cached key is refused as a loaded one is.
         if !principal.has(Scope::Gateway) {
             return Err(ServiceError::Forbidden(
                 "this key lacks the gateway scope".into(),

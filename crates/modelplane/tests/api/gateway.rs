@@ -980,6 +980,24 @@ async fn one_event_loop_serves_open_streams_and_the_admin_api_together(backend: 
     .expect("every request answered within a minute");
 }
 
+/// A key without the `gateway` scope is refused on `/v1` every time, not
+/// only while the gateway has not yet cached it.
+async fn a_key_without_the_gateway_scope_is_refused_every_time(app: TestApp) {
+    let (base, seen) = openai_upstream().await;
+    create_route(&app, json!({"name": "chat", "upstreams": [{"provider": "vllm", "model": "m", "base_url": base}]})).await;
+    let token = app.key_with(&["registry:read"], None).await;
+    for attempt in 0..3 {
+        let (status, _, body) = chat(&app, &token, hi("chat")).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "attempt {attempt}");
+        assert_eq!(json_of(&body)["error"]["code"], "permission_denied");
+    }
+    assert_eq!(seen.hits.load(Ordering::SeqCst), 0, "nothing was proxied");
+}
+
+fn hi(model: &str) -> Value {
+    json!({"model": model, "messages": [{"role": "user", "content": "hi"}]})
+}
+
 crate::both_backends_with!(one_event_loop_serves_open_streams_and_the_admin_api_together);
 
 crate::both_backends!(
@@ -994,4 +1012,5 @@ crate::both_backends!(
     anthropic_and_gemini_are_translated_both_ways,
     routes_are_managed_per_org_with_sealed_keys,
     usage_written_at_shutdown_is_not_lost,
+    a_key_without_the_gateway_scope_is_refused_every_time,
 );
