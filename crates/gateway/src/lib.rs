@@ -8,6 +8,7 @@
 //! [`usage::UsageRecorder`]'s channel. So a request touches the database
 //! only when a cache entry is cold.
 
+mod cache;
 mod client;
 pub use client::{collect_bounded, Collected};
 mod governance;
@@ -34,6 +35,8 @@ use modelplane_store::Store;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
+
+use cache::{Cached, Freshness};
 
 pub use health::UpstreamSnapshot;
 pub use modelplane_domain::usage::Endpoint;
@@ -92,7 +95,8 @@ struct Inner {
     client: std::sync::OnceLock<reqwest::Client>,
     /// The upstream client of threads without their own, built on first use.
     upstream: std::sync::OnceLock<client::UpstreamClient>,
-    keys: RwLock<HashMap<String, (Arc<Principal>, Instant)>>,
+    /// Keys by token hash.
+    keys: cache::CacheMap<String, Arc<Principal>>,
     routes: routing::RouteCache,
     health: health::Registry,
     usage: usage::UsageRecorder,
@@ -216,36 +220,58 @@ impl Gateway {
         self.inner.usage.shutdown().await;
     }
 
-    /// The caller of a `/v1` request, from `Authorization: Bearer` or `X-Api-Key`.
+    /// The caller of a `/v1` request, from `Authorization: Bearer` or
+    /// `X-Api-Key`: a key with the `gateway` scope.
     pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Arc<Principal>, ServiceError> {
         let token = bearer(headers).ok_or(ServiceError::Unauthorized)?;
         let hash = auth::hash_token(token);
-        let ttl = self.inner.settings.cache_ttl;
-        let cached = self.inner.keys.read().ok().and_then(|keys| {
-            keys.get(&hash)
-                .filter(|(_, at)| at.elapsed() < ttl)
-                .map(|(p, _)| p.clone())
-        });
-        let principal = match cached {
-            Some(p) => p,
-            None => {
-                let principal = Arc::new(auth::authenticate(&self.inner.store, token).await?);
-                if let Ok(mut keys) = self.inner.keys.write() {
-                    if keys.len() >= KEY_CACHE_MAX {
-                        keys.clear();
-                    }
-                    keys.insert(hash, (principal.clone(), Instant::now()));
+        let principal = match cache::get(&self.inner.keys, &hash) {
+            Some(entry) => match entry.check(self.inner.settings.cache_ttl, Instant::now()) {
+                Freshness::Fresh => entry.value().clone(),
+                Freshness::Reload => {
+                    self.reload_key(token.to_owned(), hash, entry.clone());
+                    entry.value().clone()
                 }
-                principal
-            }
+                Freshness::Expired => self.load_key(token, hash).await?,
+            },
+            None => self.load_key(token, hash).await?,
         };
-        // Checked on every request: a cached key is refused as a loaded one is.
         if !principal.has(Scope::Gateway) {
             return Err(ServiceError::Forbidden(
                 "this key lacks the gateway scope".into(),
             ));
         }
         Ok(principal)
+    }
+
+    /// Reads the key of `token` from the database and caches it.
+    async fn load_key(&self, token: &str, hash: String) -> Result<Arc<Principal>, ServiceError> {
+        let principal = Arc::new(auth::authenticate(&self.inner.store, token).await?);
+        if let Ok(mut keys) = self.inner.keys.write() {
+            if keys.len() >= KEY_CACHE_MAX {
+                keys.clear();
+            }
+            keys.insert(hash, Arc::new(Cached::new(principal.clone())));
+        }
+        Ok(principal)
+    }
+
+    /// Reads the key of `token` again in the background and puts it in
+    /// place of `old` (see [`cache`]); a key that no longer authenticates
+    /// (revoked, expired) leaves the cache, so its next request is refused.
+    fn reload_key(&self, token: String, hash: String, old: Arc<Cached<Arc<Principal>>>) {
+        let gw = self.clone();
+        self.inner.tasks.spawn(async move {
+            let reloaded = match auth::authenticate(&gw.inner.store, &token).await {
+                Ok(p) => Some(Arc::new(p)),
+                Err(ServiceError::Unauthorized) => None,
+                Err(e) => {
+                    tracing::debug!(error = %e, "reloading a cached key failed; it expires as usual");
+                    return;
+                }
+            };
+            cache::replace(&gw.inner.keys, hash, &old, reloaded);
+        });
     }
 
     /// Every upstream this replica knows, with its health, and which of the

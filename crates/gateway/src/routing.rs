@@ -2,7 +2,7 @@
 //! base URLs and the upstreams' live state, cached per org.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use modelplane_domain::policy::PolicyRule;
@@ -11,6 +11,7 @@ use modelplane_domain::usage::Endpoint;
 use modelplane_service::ServiceError;
 use uuid::Uuid;
 
+use crate::cache::{self, CacheMap, Cached, Freshness};
 use crate::governance::UpstreamFacts;
 use crate::health::UpstreamState;
 use crate::Gateway;
@@ -31,6 +32,16 @@ pub(crate) struct LiveUpstream {
     /// Request URLs and the credential header, built once per route load
     /// rather than parsed and formatted on every request.
     pub targets: Targets,
+}
+
+impl LiveUpstream {
+    /// Whether `other` sends the same model to the same place (in another
+    /// load of the route table).
+    fn same_target(&self, other: &LiveUpstream) -> bool {
+        self.provider.slug == other.provider.slug
+            && self.model == other.model
+            && self.base_url == other.base_url
+    }
 }
 
 /// An upstream's request URLs by endpoint, parsed when the route is loaded;
@@ -135,12 +146,11 @@ pub(crate) struct OrgTable {
     pub policy: Vec<PolicyRule>,
     /// `provider/model` and provider-listed names routed so far.
     adhoc: Mutex<HashMap<String, Arc<LiveRoute>>>,
-    loaded: Instant,
 }
 
 #[derive(Debug, Default)]
 pub(crate) struct RouteCache {
-    orgs: RwLock<HashMap<Uuid, Arc<OrgTable>>>,
+    orgs: CacheMap<Uuid, Arc<OrgTable>>,
 }
 
 impl RouteCache {
@@ -151,20 +161,45 @@ impl RouteCache {
     }
 
     pub async fn table(&self, gw: &Gateway, org_id: Uuid) -> Result<Arc<OrgTable>, ServiceError> {
-        let ttl = gw.inner.settings.cache_ttl;
-        if let Ok(orgs) = self.orgs.read() {
-            if let Some(t) = orgs.get(&org_id) {
-                if t.loaded.elapsed() < ttl {
-                    return Ok(t.clone());
+        if let Some(entry) = cache::get(&self.orgs, &org_id) {
+            match entry.check(gw.inner.settings.cache_ttl, Instant::now()) {
+                Freshness::Fresh => return Ok(entry.value().clone()),
+                Freshness::Reload => {
+                    let table = entry.value().clone();
+                    spawn_reload(gw, org_id, entry);
+                    return Ok(table);
                 }
+                Freshness::Expired => {}
             }
         }
         let table = Arc::new(load(gw, org_id).await?);
         if let Ok(mut orgs) = self.orgs.write() {
-            orgs.insert(org_id, table.clone());
+            orgs.insert(org_id, Arc::new(Cached::new(table.clone())));
         }
         Ok(table)
     }
+}
+
+/// Starts [`reload`]. A function of its own: a reload may look up a
+/// listed model, which reads the table (`providers`), so the table's
+/// future cannot be asked whether a reload's future is `Send`.
+fn spawn_reload(gw: &Gateway, org_id: Uuid, old: Arc<Cached<Arc<OrgTable>>>) {
+    gw.inner.tasks.spawn(reload(gw.clone(), org_id, old));
+}
+
+/// Loads the org's table again in the background, readies what requests
+/// used in the table it replaces, and puts it in place of `old` (see
+/// [`crate::cache`]).
+async fn reload(gw: Gateway, org_id: Uuid, old: Arc<Cached<Arc<OrgTable>>>) {
+    let table = match load(&gw, org_id).await {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::debug!(error = %e, %org_id, "reloading a route table failed; it expires as usual");
+            return;
+        }
+    };
+    table.warm(&gw, org_id, old.value()).await;
+    cache::replace(&gw.inner.routes.orgs, org_id, &old, Some(Arc::new(table)));
 }
 
 /// The base URL of `provider` when an upstream gives none.
@@ -198,7 +233,6 @@ async fn load(gw: &Gateway, org_id: Uuid) -> Result<OrgTable, ServiceError> {
             .map(|p| p.rules)
             .unwrap_or_default(),
         adhoc: Mutex::new(HashMap::new()),
-        loaded: Instant::now(),
     };
     for stored in store.list_routes(org_id).await? {
         let route = live_route(gw, &table, &stored);
@@ -316,6 +350,42 @@ impl OrgTable {
         }
         adhoc.insert(model.to_owned(), route.clone());
         Some(route)
+    }
+
+    /// Readies what requests used in `old`, the table this one replaces:
+    /// the facts of the upstreams they were sent to (policies and prices)
+    /// and the ad hoc routes they named, so that no request waits for them
+    /// once this table is in use.
+    async fn warm(&self, gw: &Gateway, org_id: Uuid, old: &OrgTable) {
+        for (name, route) in &self.routes {
+            let Some(before) = old.routes.get(name) else {
+                continue;
+            };
+            for u in &route.upstreams {
+                if before
+                    .upstreams
+                    .iter()
+                    .any(|b| b.same_target(u) && b.facts.initialized())
+                {
+                    gw.facts(org_id, name, u).await;
+                }
+            }
+        }
+        let used: Vec<Arc<LiveRoute>> = crate::lock(&old.adhoc).values().cloned().collect();
+        for before in used {
+            let Some(route) = self.resolve(gw, org_id, &before.name).await else {
+                continue;
+            };
+            for u in &route.upstreams {
+                if before
+                    .upstreams
+                    .iter()
+                    .any(|b| b.same_target(u) && b.facts.initialized())
+                {
+                    gw.facts(org_id, &route.name, u).await;
+                }
+            }
+        }
     }
 
     /// The model names a key of this org can call by route.

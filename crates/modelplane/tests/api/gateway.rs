@@ -998,6 +998,89 @@ fn hi(model: &str) -> Value {
     json!({"model": model, "messages": [{"role": "user", "content": "hi"}]})
 }
 
+/// Sends requests to `replica` every 50 ms until `changed` says an answer
+/// shows the change; every answer before it must be a 200. Returns how long
+/// that took.
+async fn until_seen(
+    replica: &TestApp,
+    token: &str,
+    model: &str,
+    changed: impl Fn(StatusCode) -> bool,
+) -> Duration {
+    let since = std::time::Instant::now();
+    loop {
+        let (status, _, body) = chat(replica, token, hi(model)).await;
+        if changed(status) {
+            return since.elapsed();
+        }
+        assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+        assert!(
+            since.elapsed() < Duration::from_secs(10),
+            "the change never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A replica busy with requests answers from its caches, reloading them in
+/// the background before they expire; a route deleted and a key revoked on
+/// another replica still reach it within the cache's ttl (1 s here, 2 s
+/// allowed for a slow machine), and no request in between fails.
+async fn edits_on_another_replica_reach_a_busy_replica_within_the_cache_ttl(backend: Backend) {
+    let Some(app) = TestApp::spawn_with(backend, |c| c.gateway.cache_ttl_secs = Some(1)).await
+    else {
+        return;
+    };
+    let replica = app.replica("second").await;
+    let (base, _) = openai_upstream().await;
+    for name in ["kept", "dropped"] {
+        create_route(&app, json!({"name": name, "upstreams": [{"provider": "vllm", "model": "m", "base_url": base}]})).await;
+    }
+    let (_, key) = app
+        .post(
+            "/api/v1/keys",
+            json!({"name": "busy", "scopes": ["gateway"]}),
+        )
+        .await;
+    let token = key["token"].as_str().expect("token").to_owned();
+    // Several ttls of traffic: the replica reloads its entries as it goes.
+    let busy = std::time::Instant::now();
+    while busy.elapsed() < Duration::from_millis(2_500) {
+        for model in ["kept", "dropped"] {
+            let (status, _, body) = chat(&replica, &token, hi(model)).await;
+            assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let (_, routes) = app.get("/api/v1/routes").await;
+    let dropped = routes["routes"]
+        .as_array()
+        .expect("routes")
+        .iter()
+        .find(|r| r["name"] == "dropped")
+        .expect("the route")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let (status, _) = app.delete(&format!("/api/v1/routes/{dropped}")).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let took = until_seen(&replica, &token, "dropped", |s| s == StatusCode::NOT_FOUND).await;
+    assert!(took < Duration::from_secs(2), "the deletion took {took:?}");
+
+    let (status, _) = app
+        .delete(&format!("/api/v1/keys/{}", key["id"].as_str().expect("id")))
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let took = until_seen(&replica, &token, "kept", |s| s == StatusCode::UNAUTHORIZED).await;
+    assert!(
+        took < Duration::from_secs(2),
+        "the revocation took {took:?}"
+    );
+}
+
+crate::both_backends_with!(edits_on_another_replica_reach_a_busy_replica_within_the_cache_ttl);
+
 crate::both_backends_with!(one_event_loop_serves_open_streams_and_the_admin_api_together);
 
 crate::both_backends!(
