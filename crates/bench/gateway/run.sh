@@ -5,10 +5,22 @@
 # measured straight, through modelplane's gateway (auth, routing and usage
 # logging on, SQLite), and through LiteLLM's proxy when it is installed
 # (target/litellm-venv, `pip install 'litellm[proxy]'`), with wrk:
-#   - latency at concurrency 1 (p50, p99) and the gateway's added latency,
-#   - requests per second at concurrency 32,
+#   - latency at concurrency 1 (p50, p99) and the gateway's added latency:
+#     each request's own latency, logged by h2load (nghttp2-client), and
+#     wrk's figures beside it (corrected for coordinated omission: see below),
+#   - requests per second at concurrency 32 (wrk),
 #   - modelplane's idle memory (RSS after start-up, before load).
-# Needs: wrk, nginx, a release build (built here). DURATION=10s by default.
+# Needs: wrk, nginx, h2load, a release build (built here). DURATION=10s by default.
+#
+# Why two c=1 figures: wrk (4.x) corrects its latencies for coordinated
+# omission. After the run it adds, for each recorded latency longer than the
+# run's mean interval between requests, synthetic samples of that latency
+# less one, two, ... intervals, as if requests had kept arriving at the mean
+# rate while the connection was stalled. At concurrency 1 the interval is
+# the mean latency itself (about 80 us), so one 4 ms stall of the machine
+# becomes about 50 samples, and the sum of wrk's latencies exceeds the run's
+# length. Its p99 then counts how much of the run the machine stalled, more
+# than how long requests took. h2load logs every request's own latency.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 DURATION=${DURATION:-10s}
@@ -22,6 +34,7 @@ trap cleanup EXIT
 
 command -v wrk >/dev/null || { echo "wrk is required (apt-get install wrk)"; exit 1; }
 command -v nginx >/dev/null || { echo "nginx is required (apt-get install nginx)"; exit 1; }
+command -v h2load >/dev/null || { echo "h2load is required (apt-get install nghttp2-client)"; exit 1; }
 cargo build --release -q -p modelplane
 
 # The upstream: nginx, one worker per core, a fixed OpenAI chat completion.
@@ -75,13 +88,30 @@ measure() {
     END { printf "%s %s %s %s\n", p50, p99, rps, (bad == "" ? 0 : bad) }' "$WORK/wrk.out"
 }
 
+# Prints "p50_us p99_us requests non_2xx" for one h2load run at concurrency
+# 1: every request's own latency, from h2load's log of them.
+per_request() {
+  local url=$1 token=$2 model=$3 auth=()
+  [ -n "$token" ] && auth=(-H "authorization: Bearer $token")
+  printf '{"model":"%s","messages":[{"role":"user","content":"Say hello."}],"max_tokens":16}' "$model" > "$WORK/body.json"
+  rm -f "$WORK/h2load.log"
+  h2load --h1 -c1 -t1 -D "${DURATION%s}" -d "$WORK/body.json" -H 'content-type: application/json' \
+    "${auth[@]}" --log-file="$WORK/h2load.log" "$url" > "$WORK/h2load.out"
+  local bad
+  bad=$(awk '$2 !~ /^2/' "$WORK/h2load.log" | wc -l)
+  awk '{ print $3 }' "$WORK/h2load.log" | sort -n | awk -v bad="$bad" '
+    { v[NR] = $1 } END { printf "%d %d %d %d\n", v[int(NR * 0.50) + 1], v[int(NR * 0.99) + 1], NR, bad }'
+}
+
 UP_URL=http://127.0.0.1:$UP_PORT/v1/chat/completions
 MP_URL=http://127.0.0.1:$MP_PORT/v1/chat/completions
 # Warm up both paths.
 BENCH_MODEL=bench BENCH_TOKEN=$GW_TOKEN wrk -t1 -c4 -d2s -s $LUA "$MP_URL" >/dev/null
 
-read -r UP_P50 UP_P99 UP_RPS1 _ <<<"$(measure 1 "$UP_URL" "" bench-upstream)"
-read -r MP_P50 MP_P99 MP_RPS1 MP_BAD1 <<<"$(measure 1 "$MP_URL" "$GW_TOKEN" bench)"
+read -r UP_P50 UP_P99 UP_N1 _ <<<"$(per_request "$UP_URL" "" bench-upstream)"
+read -r MP_P50 MP_P99 MP_N1 MP_BAD1 <<<"$(per_request "$MP_URL" "$GW_TOKEN" bench)"
+read -r UP_W50 UP_W99 _ _ <<<"$(measure 1 "$UP_URL" "" bench-upstream)"
+read -r MP_W50 MP_W99 _ MP_WBAD1 <<<"$(measure 1 "$MP_URL" "$GW_TOKEN" bench)"
 read -r _ _ UP_RPS32 _ <<<"$(measure 32 "$UP_URL" "" bench-upstream)"
 read -r _ _ MP_RPS32 MP_BAD32 <<<"$(measure 32 "$MP_URL" "$GW_TOKEN" bench)"
 LOADED_KIB=$(awk '/VmRSS/ {print $2}' /proc/$MP_PID/status)
@@ -115,6 +145,9 @@ printf '%-34s %10s us %10s us %14s\n' "upstream alone (nginx)" "$UP_P50" "$UP_P9
 printf '%-34s %10s us %10s us %14s\n' "through modelplane" "$MP_P50" "$MP_P99" "$MP_RPS32"
 awk -v a="$MP_P50" -v b="$UP_P50" -v c="$MP_P99" -v d="$UP_P99" -v r="$MP_RPS32" -v u="$UP_RPS32" \
   'BEGIN { printf "%-34s %10.0f us %10.0f us %13.1f%%\n", "modelplane added / share", a-b, c-d, 100*r/u }'
-echo "modelplane non-2xx answers: c=1 ${MP_BAD1}, c=32 ${MP_BAD32}"
+echo "(c=1: each request's own latency, h2load; ${UP_N1} and ${MP_N1} requests)"
+awk -v a="$MP_W50" -v b="$UP_W50" -v c="$MP_W99" -v d="$UP_W99" 'BEGIN {
+  printf "wrk at c=1, corrected for coordinated omission: nginx p50 %d / p99 %d us, modelplane p50 %d / p99 %d us, added %d / %d us\n", b, d, a, c, a-b, c-d }'
+echo "modelplane non-2xx answers: c=1 ${MP_BAD1} (wrk ${MP_WBAD1}), c=32 ${MP_BAD32}"
 echo "modelplane memory: idle $((IDLE_KIB / 1024)) MiB RSS, after load $((LOADED_KIB / 1024)) MiB RSS"
 echo "LiteLLM proxy: $LL"
