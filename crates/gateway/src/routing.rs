@@ -202,6 +202,20 @@ async fn reload(gw: Gateway, org_id: Uuid, old: Arc<Cached<Arc<OrgTable>>>) {
     cache::replace(&gw.inner.routes.orgs, org_id, &old, Some(Arc::new(table)));
 }
 
+/// Computes the facts of those upstreams of `route` that requests were sent
+/// to in `before`, the route's previous load.
+async fn warm_facts(gw: &Gateway, org_id: Uuid, route: &LiveRoute, before: &LiveRoute) {
+    for u in &route.upstreams {
+        if before
+            .upstreams
+            .iter()
+            .any(|b| b.same_target(u) && b.facts.initialized())
+        {
+            gw.facts(org_id, &route.name, u).await;
+        }
+    }
+}
+
 /// The base URL of `provider` when an upstream gives none.
 fn provider_base_url(gw: &Gateway, p: &GatewayProvider) -> Option<String> {
     gw.inner
@@ -358,32 +372,14 @@ impl OrgTable {
     /// once this table is in use.
     async fn warm(&self, gw: &Gateway, org_id: Uuid, old: &OrgTable) {
         for (name, route) in &self.routes {
-            let Some(before) = old.routes.get(name) else {
-                continue;
-            };
-            for u in &route.upstreams {
-                if before
-                    .upstreams
-                    .iter()
-                    .any(|b| b.same_target(u) && b.facts.initialized())
-                {
-                    gw.facts(org_id, name, u).await;
-                }
+            if let Some(before) = old.routes.get(name) {
+                warm_facts(gw, org_id, route, before).await;
             }
         }
         let used: Vec<Arc<LiveRoute>> = crate::lock(&old.adhoc).values().cloned().collect();
         for before in used {
-            let Some(route) = self.resolve(gw, org_id, &before.name).await else {
-                continue;
-            };
-            for u in &route.upstreams {
-                if before
-                    .upstreams
-                    .iter()
-                    .any(|b| b.same_target(u) && b.facts.initialized())
-                {
-                    gw.facts(org_id, &route.name, u).await;
-                }
+            if let Some(route) = self.resolve(gw, org_id, &before.name).await {
+                warm_facts(gw, org_id, &route, &before).await;
             }
         }
     }

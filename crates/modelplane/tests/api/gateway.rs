@@ -998,22 +998,23 @@ fn hi(model: &str) -> Value {
     json!({"model": model, "messages": [{"role": "user", "content": "hi"}]})
 }
 
-/// Sends requests to `replica` every 50 ms until `changed` says an answer
-/// shows the change; every answer before it must be a 200. Returns how long
-/// that took.
-async fn until_seen(
+/// Sends requests for `model` to `replica` every 50 ms until one is
+/// answered `after`; every answer before it must be `before`. Returns how
+/// long that took.
+async fn until_answered(
     replica: &TestApp,
     token: &str,
     model: &str,
-    changed: impl Fn(StatusCode) -> bool,
+    before: StatusCode,
+    after: StatusCode,
 ) -> Duration {
     let since = std::time::Instant::now();
     loop {
         let (status, _, body) = chat(replica, token, hi(model)).await;
-        if changed(status) {
+        if status == after {
             return since.elapsed();
         }
-        assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+        assert_eq!(status, before, "{}", String::from_utf8_lossy(&body));
         assert!(
             since.elapsed() < Duration::from_secs(10),
             "the change never arrived"
@@ -1023,9 +1024,10 @@ async fn until_seen(
 }
 
 /// A replica busy with requests answers from its caches, reloading them in
-/// the background before they expire; a route deleted and a key revoked on
-/// another replica still reach it within the cache's ttl (1 s here, 2 s
-/// allowed for a slow machine), and no request in between fails.
+/// the background before they expire; a policy set, a model registered, a
+/// route deleted and a key revoked on another replica still reach it within
+/// the cache's ttl (1 s here, 2 s allowed for a slow machine), and no
+/// request in between fails.
 async fn edits_on_another_replica_reach_a_busy_replica_within_the_cache_ttl(backend: Backend) {
     let Some(app) = TestApp::spawn_with(backend, |c| c.gateway.cache_ttl_secs = Some(1)).await
     else {
@@ -1053,6 +1055,53 @@ async fn edits_on_another_replica_reach_a_busy_replica_within_the_cache_ttl(back
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
+    // The policy comes with the route table; the inventory entry a request
+    // matches is worked out again by each reload.
+    let (status, _) = app
+        .put(
+            "/api/v1/policies",
+            json!({"rules": [{"name": "registered-only", "if": {"registered": false}, "then": "block"}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let took = until_answered(
+        &replica,
+        &token,
+        "kept",
+        StatusCode::OK,
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+    assert!(took < Duration::from_secs(2), "the policy took {took:?}");
+    app.create_model(json!({"model_id": "kept", "provider": "vllm", "risk_tier": "tier_3"}))
+        .await;
+    let took = until_answered(
+        &replica,
+        &token,
+        "kept",
+        StatusCode::FORBIDDEN,
+        StatusCode::OK,
+    )
+    .await;
+    assert!(
+        took < Duration::from_secs(2),
+        "the registration took {took:?}"
+    );
+    let (status, _) = app.put("/api/v1/policies", json!({"rules": []})).await;
+    assert_eq!(status, StatusCode::OK);
+    let took = until_answered(
+        &replica,
+        &token,
+        "dropped",
+        StatusCode::FORBIDDEN,
+        StatusCode::OK,
+    )
+    .await;
+    assert!(
+        took < Duration::from_secs(2),
+        "clearing the policy took {took:?}"
+    );
+
     let (_, routes) = app.get("/api/v1/routes").await;
     let dropped = routes["routes"]
         .as_array()
@@ -1065,14 +1114,28 @@ async fn edits_on_another_replica_reach_a_busy_replica_within_the_cache_ttl(back
         .to_owned();
     let (status, _) = app.delete(&format!("/api/v1/routes/{dropped}")).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    let took = until_seen(&replica, &token, "dropped", |s| s == StatusCode::NOT_FOUND).await;
+    let took = until_answered(
+        &replica,
+        &token,
+        "dropped",
+        StatusCode::OK,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
     assert!(took < Duration::from_secs(2), "the deletion took {took:?}");
 
     let (status, _) = app
         .delete(&format!("/api/v1/keys/{}", key["id"].as_str().expect("id")))
         .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    let took = until_seen(&replica, &token, "kept", |s| s == StatusCode::UNAUTHORIZED).await;
+    let took = until_answered(
+        &replica,
+        &token,
+        "kept",
+        StatusCode::OK,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
     assert!(
         took < Duration::from_secs(2),
         "the revocation took {took:?}"
