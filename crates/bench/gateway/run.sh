@@ -4,7 +4,7 @@
 # A zero-latency upstream (nginx answering a fixed chat completion) is
 # measured straight, through modelplane's gateway (auth, routing and usage
 # logging on, SQLite), and through LiteLLM's proxy when it is installed
-# (target/litellm-venv, `pip install 'litellm[proxy]'`), with wrk:
+# (target/litellm-venv, `pip install 'litellm[proxy]'`), with wrk and h2load:
 #   - latency at concurrency 1 (p50, p99) and the gateway's added latency:
 #     each request's own latency, logged by h2load (nghttp2-client), and
 #     wrk's figures beside it (corrected for coordinated omission: see below),
@@ -95,7 +95,7 @@ per_request() {
   [ -n "$token" ] && auth=(-H "authorization: Bearer $token")
   printf '{"model":"%s","messages":[{"role":"user","content":"Say hello."}],"max_tokens":16}' "$model" > "$WORK/body.json"
   rm -f "$WORK/h2load.log"
-  h2load --h1 -c1 -t1 -D "${DURATION%s}" -d "$WORK/body.json" -H 'content-type: application/json' \
+  h2load --h1 -c1 -t1 -D "$DURATION" -d "$WORK/body.json" -H 'content-type: application/json' \
     "${auth[@]}" --log-file="$WORK/h2load.log" "$url" > "$WORK/h2load.out"
   local bad
   bad=$(awk '$2 !~ /^2/' "$WORK/h2load.log" | wc -l)
