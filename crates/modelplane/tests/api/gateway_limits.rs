@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use serde_json::{json, Value};
 use sqlx::Row;
 
-use crate::gateway::{chat, create_route, json_of, openai_upstream, usage_rows};
+use crate::gateway::{chat, create_route, hi, json_of, openai_upstream, usage_rows};
 use crate::helpers::{assert_error, Backend, TestApp};
 
 /// Creates a gateway key with `limits` (fields of `POST /api/v1/keys`) and
@@ -34,10 +34,6 @@ async fn clear_of_minute_boundary(seconds_needed: u32) {
     if into + seconds_needed >= 60 {
         tokio::time::sleep(Duration::from_secs(u64::from(61 - into))).await;
     }
-}
-
-fn hi(model: &str) -> Value {
-    json!({"model": model, "messages": [{"role": "user", "content": "hi"}]})
 }
 
 async fn spawn_app(backend: Backend) -> Option<TestApp> {

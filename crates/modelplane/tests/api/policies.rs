@@ -6,7 +6,7 @@
 use axum::http::StatusCode;
 use serde_json::{json, Value};
 
-use crate::gateway::{chat, create_route, json_of, openai_upstream, usage_rows};
+use crate::gateway::{chat, create_route, hi, json_of, openai_upstream, usage_rows};
 use crate::helpers::{assert_error, Backend, TestApp};
 
 /// The example policy.
@@ -22,10 +22,6 @@ fn example() -> Value {
 async fn spawn_app(backend: Backend) -> Option<TestApp> {
     // No caching of route tables: inventory edits count on the next request.
     TestApp::spawn_with(backend, |c| c.gateway.cache_ttl_secs = Some(0)).await
-}
-
-fn hi(model: &str) -> Value {
-    json!({"model": model, "messages": [{"role": "user", "content": "hi"}]})
 }
 
 /// The rule a refused request names, or None when it was served.
